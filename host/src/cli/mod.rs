@@ -1,0 +1,113 @@
+//! The `jobhost` command line: flags are defined here, each subcommand lives in
+//! its own file. Every flag can also come from the environment variable named
+//! in its help; a flag given on the command line wins.
+
+mod enqueue;
+mod generate;
+mod invoke;
+mod plugins;
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Environment variable names, in one place.
+pub mod env {
+    pub const REDIS_URL: &str = "JOBHOST_REDIS_URL";
+    /// Read when neither `--redis` nor `JOBHOST_REDIS_URL` is set.
+    pub const REDIS_URL_FALLBACK: &str = "REDIS_URL";
+    pub const NAMESPACE: &str = "JOBHOST_NAMESPACE";
+    pub const QUEUE: &str = "JOBHOST_QUEUE";
+    pub const PLUGINS: &str = "JOBHOST_PLUGINS";
+    pub const CONCURRENCY: &str = "JOBHOST_CONCURRENCY";
+    pub const CONSUMER: &str = "JOBHOST_CONSUMER";
+    pub const SHUTDOWN_TIMEOUT: &str = "JOBHOST_SHUTDOWN_TIMEOUT";
+    pub const LOG_FORMAT: &str = "JOBHOST_LOG_FORMAT";
+}
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Runs background jobs from Redis Streams through sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "jobhost", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume jobs and run them through the plugins in a folder, until SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Put one job on a queue and print its id.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Produce jobs at a steady pace (a load generator).
+    Generate(generate::GenerateArgs),
+    /// Run one job through one plugin locally, without Redis.
+    Invoke(invoke::InvokeArgs),
+    /// Inspect plugin files.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Where the queue lives.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// Redis URL [env: JOBHOST_REDIS_URL, then REDIS_URL] [default: redis://127.0.0.1:6379]
+    #[arg(long, value_name = "URL", env = env::REDIS_URL, hide_env = true)]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = env::NAMESPACE, default_value = crate::keys::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Queue name.
+    #[arg(long, env = env::QUEUE, default_value = crate::keys::DEFAULT_QUEUE)]
+    pub queue: String,
+}
+
+impl QueueArgs {
+    pub fn redis_url(&self) -> String {
+        self.redis
+            .clone()
+            .or_else(|| std::env::var(env::REDIS_URL_FALLBACK).ok())
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+    }
+
+    pub fn keys(&self) -> crate::keys::QueueKeys {
+        crate::keys::QueueKeys::new(&self.namespace, &self.queue)
+    }
+}
+
+/// Runs the parsed command. The process exit code is the returned value.
+pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Invoke(args) => invoke::execute(args),
+        Command::Plugins(command) => plugins::execute(command),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                match command {
+                    Command::Run(args) => run::execute(args).await,
+                    Command::Enqueue(args) => enqueue::execute(args).await,
+                    Command::Generate(args) => generate::execute(args).await,
+                    Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (e.g. 500ms, 30s, 5m)"))
+}

@@ -1,0 +1,65 @@
+//! `jobhost run`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{QueueArgs, env, parse_duration};
+use crate::host::{self, HostConfig};
+use crate::outcome::RetryPolicy;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Folder of plugin components (`*.wasm`).
+    #[arg(long, value_name = "DIR", env = env::PLUGINS)]
+    pub plugins: PathBuf,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Jobs run at once [default: number of CPUs].
+    #[arg(long, value_name = "N", env = env::CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+    /// This host's consumer name in the group [default: hostname-pid-random].
+    #[arg(long, value_name = "NAME", env = env::CONSUMER)]
+    pub consumer: Option<String>,
+    /// How long jobs in flight may take to finish after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DURATION", env = env::SHUTDOWN_TIMEOUT, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
+    let concurrency = match args.concurrency {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let config = HostConfig {
+        redis_url: args.queue.redis_url(),
+        plugins_dir: args.plugins,
+        namespace: args.queue.namespace.clone(),
+        queue: args.queue.queue.clone(),
+        concurrency,
+        consumer: args.consumer.unwrap_or_else(host::default_consumer_name),
+        shutdown_timeout: args.shutdown_timeout,
+        retry: RetryPolicy::default(),
+    };
+    let (trigger, shutdown) = crate::shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; send the signal again to exit at once");
+        trigger.trigger();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting at once; unfinished jobs will be reclaimed");
+        std::process::exit(130);
+    });
+    host::run(config, shutdown).await?;
+    Ok(0)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,82 @@
+//! Job → plugin → outcome: routes a delivery to the plugin for its type, runs
+//! it, and applies the retry policy to failures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::broker::Delivery;
+use crate::envelope::Envelope;
+use crate::outcome::{Outcome, RetryPolicy};
+use crate::plugins::{Job, PluginSet, RunOutcome};
+
+/// A delivery and what became of it, waiting to be recorded.
+#[derive(Debug)]
+pub struct Finished {
+    pub delivery: Delivery,
+    pub outcome: Outcome,
+    /// The plugin that ran the job, if one did.
+    pub plugin: Option<String>,
+    pub duration: Duration,
+}
+
+/// Runs jobs against the current plugin set.
+pub struct Dispatcher {
+    plugins: Arc<PluginSet>,
+    policy: RetryPolicy,
+}
+
+impl Dispatcher {
+    pub fn new(plugins: Arc<PluginSet>, policy: RetryPolicy) -> Self {
+        Dispatcher { plugins, policy }
+    }
+
+    /// Runs one delivery to its outcome. Never panics on bad input: a malformed
+    /// entry or a misbehaving plugin is an outcome like any other.
+    pub fn dispatch(&self, delivery: Delivery) -> Finished {
+        let started = Instant::now();
+        let (outcome, plugin) = match &delivery.job {
+            Err(malformed) => (
+                Outcome::Dead {
+                    reason: format!("malformed entry: {}", malformed.error),
+                },
+                None,
+            ),
+            Ok(job) => self.run(job),
+        };
+        Finished {
+            delivery,
+            outcome,
+            plugin,
+            duration: started.elapsed(),
+        }
+    }
+
+    fn run(&self, envelope: &Envelope) -> (Outcome, Option<String>) {
+        let max_attempts = envelope.max_attempts.unwrap_or(self.policy.max_attempts);
+        let fail = |error: String| self.policy.after_failure(envelope.attempt, max_attempts, error);
+        let Some(plugin) = self.plugins.route(envelope.job_type.as_str()) else {
+            // Another host, or a plugin loaded later, may handle it: retry first.
+            return (
+                fail(format!("no handler for type {}", envelope.job_type)),
+                None,
+            );
+        };
+        let job = Job {
+            id: envelope.job_id.to_string(),
+            job_type: envelope.job_type.to_string(),
+            payload: envelope.payload.clone(),
+            attempt: envelope.attempt,
+            max_attempts,
+            trace_id: envelope.trace_id.clone(),
+            enqueued_at_ms: envelope.produced_at_ms(),
+        };
+        let outcome = match plugin.run(&job) {
+            RunOutcome::Success { output, follow_ups } => Outcome::Done { output, follow_ups },
+            RunOutcome::Retry(error) => fail(error),
+            RunOutcome::Fatal(error) => Outcome::Dead {
+                reason: format!("fatal: {error}"),
+            },
+        };
+        (outcome, Some(plugin.name().to_owned()))
+    }
+}

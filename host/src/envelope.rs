@@ -1,0 +1,285 @@
+//! Envelope v1: how a job is written as the string fields of one stream entry.
+//!
+//! Compatible with thinrsmq's envelope v1 (`v`, `type`, `payload`, `produced_at`,
+//! optional `trace_id` and `producer`). jobhost adds optional fields of its own;
+//! an entry written by any other v1 producer (even plain `redis-cli XADD`) lacks
+//! them and gets defaults, with the stream entry id standing in for the job id.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The envelope version this host reads and writes.
+pub const VERSION: &str = "1";
+
+/// Field names, shared by the reader and the writer.
+pub mod field {
+    pub const VERSION: &str = "v";
+    pub const TYPE: &str = "type";
+    pub const PAYLOAD: &str = "payload";
+    pub const PRODUCED_AT: &str = "produced_at";
+    pub const TRACE_ID: &str = "trace_id";
+    pub const PRODUCER: &str = "producer";
+    pub const JOB_ID: &str = "job_id";
+    pub const ATTEMPT: &str = "attempt";
+    pub const MAX_ATTEMPTS: &str = "max_attempts";
+    pub const REPLAY_COUNT: &str = "replay_count";
+}
+
+/// A job's identity, stable across retries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A new, time-ordered job id.
+    pub fn generate() -> Self {
+        JobId(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job's message type, e.g. `orders.created`: never empty, no whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobType(String);
+
+impl JobType {
+    pub fn parse(value: &str) -> Result<Self, EnvelopeError> {
+        if value.is_empty() || value.chars().any(char::is_whitespace) {
+            return Err(EnvelopeError::Invalid {
+                field: field::TYPE,
+                reason: format!("{value:?} is not a job type (non-empty, no whitespace)"),
+            });
+        }
+        Ok(JobType(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a stream entry is not a job this host can run.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("unsupported envelope version {0:?} (this host reads v1)")]
+    Version(String),
+    #[error("field `{0}` is not UTF-8")]
+    NotUtf8(&'static str),
+    #[error("field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// One job as written on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub job_id: JobId,
+    pub job_type: JobType,
+    /// Always UTF-8 (envelope v1 fields are strings); most producers write JSON.
+    pub payload: Vec<u8>,
+    /// RFC 3339 with nanoseconds, as the producer wrote it.
+    pub produced_at: String,
+    pub trace_id: Option<String>,
+    pub producer: Option<String>,
+    /// 1 for the first run; incremented by each retry.
+    pub attempt: u32,
+    /// Per-job override of the retry limit.
+    pub max_attempts: Option<u32>,
+    /// How often the job was replayed from the dead-letter stream.
+    pub replay_count: u32,
+}
+
+impl Envelope {
+    /// A new job, produced now, on its first attempt.
+    pub fn new(job_type: JobType, payload: Vec<u8>) -> Self {
+        Envelope {
+            job_id: JobId::generate(),
+            job_type,
+            payload,
+            produced_at: now_rfc3339(),
+            trace_id: None,
+            producer: None,
+            attempt: 1,
+            max_attempts: None,
+            replay_count: 0,
+        }
+    }
+
+    /// The entry's fields, in the order they are written.
+    pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = vec![
+            (field::VERSION, VERSION.as_bytes().to_vec()),
+            (field::TYPE, self.job_type.0.clone().into_bytes()),
+            (field::PAYLOAD, self.payload.clone()),
+            (field::PRODUCED_AT, self.produced_at.clone().into_bytes()),
+            (field::JOB_ID, self.job_id.0.clone().into_bytes()),
+            (field::ATTEMPT, self.attempt.to_string().into_bytes()),
+        ];
+        if let Some(trace_id) = &self.trace_id {
+            fields.push((field::TRACE_ID, trace_id.clone().into_bytes()));
+        }
+        if let Some(producer) = &self.producer {
+            fields.push((field::PRODUCER, producer.clone().into_bytes()));
+        }
+        if let Some(max) = self.max_attempts {
+            fields.push((field::MAX_ATTEMPTS, max.to_string().into_bytes()));
+        }
+        if self.replay_count > 0 {
+            let count = self.replay_count.to_string().into_bytes();
+            fields.push((field::REPLAY_COUNT, count));
+        }
+        fields
+    }
+
+    /// Reads an entry. `entry_id` stands in for the job id when the producer wrote none.
+    pub fn from_fields(
+        entry_id: &str,
+        fields: &HashMap<String, Vec<u8>>,
+    ) -> Result<Self, EnvelopeError> {
+        let text = |name: &'static str| -> Result<Option<&str>, EnvelopeError> {
+            fields
+                .get(name)
+                .map(|bytes| std::str::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8(name)))
+                .transpose()
+        };
+        let required = |name: &'static str| text(name)?.ok_or(EnvelopeError::Missing(name));
+
+        let version = required(field::VERSION)?;
+        if version != VERSION {
+            return Err(EnvelopeError::Version(version.to_owned()));
+        }
+        let job_type = JobType::parse(required(field::TYPE)?)?;
+        // Envelope v1 fields are strings; a binary payload must be encoded by its producer.
+        let payload = required(field::PAYLOAD)?.as_bytes().to_vec();
+        let produced_at = required(field::PRODUCED_AT)?.to_owned();
+        let job_id = JobId(text(field::JOB_ID)?.unwrap_or(entry_id).to_owned());
+        let attempt = match text(field::ATTEMPT)? {
+            Some(value) => parse_count(field::ATTEMPT, value)?,
+            None => 1,
+        };
+        let max_attempts = text(field::MAX_ATTEMPTS)?
+            .map(|value| parse_count(field::MAX_ATTEMPTS, value))
+            .transpose()?;
+        let replay_count = match text(field::REPLAY_COUNT)? {
+            Some(value) => value.parse().map_err(|_| EnvelopeError::Invalid {
+                field: field::REPLAY_COUNT,
+                reason: format!("{value:?} is not a count"),
+            })?,
+            None => 0,
+        };
+        Ok(Envelope {
+            job_id,
+            job_type,
+            payload,
+            produced_at,
+            trace_id: text(field::TRACE_ID)?.map(str::to_owned),
+            producer: text(field::PRODUCER)?.map(str::to_owned),
+            attempt,
+            max_attempts,
+            replay_count,
+        })
+    }
+
+    /// When the producer wrote the job, in ms since the Unix epoch (0 when unreadable).
+    pub fn produced_at_ms(&self) -> u64 {
+        OffsetDateTime::parse(&self.produced_at, &Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
+            .unwrap_or(0)
+    }
+}
+
+fn parse_count(name: &'static str, value: &str) -> Result<u32, EnvelopeError> {
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(EnvelopeError::Invalid {
+            field: name,
+            reason: format!("{value:?} is not a positive integer"),
+        }),
+    }
+}
+
+/// The current time as RFC 3339 with nanoseconds.
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("the current UTC time is always formattable as RFC 3339")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn written_envelope_reads_back_identically() {
+        let mut job = Envelope::new(JobType::parse("orders.created").unwrap(), b"{}".to_vec());
+        job.trace_id = Some("t-1".into());
+        job.max_attempts = Some(3);
+        let written: HashMap<String, Vec<u8>> = job
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(Envelope::from_fields("1-0", &written).unwrap(), job);
+    }
+
+    #[test]
+    fn plain_v1_entry_uses_entry_id_and_defaults() {
+        let entry = fields(&[
+            ("v", "1"),
+            ("type", "hello.world"),
+            ("payload", "hi"),
+            ("produced_at", "2026-11-24T10:00:00.123456789Z"),
+        ]);
+        let job = Envelope::from_fields("1700-0", &entry).unwrap();
+        assert_eq!(job.job_id.as_str(), "1700-0");
+        assert_eq!(job.attempt, 1);
+        assert_eq!(job.max_attempts, None);
+        assert_eq!(job.produced_at_ms(), 1_795_514_400_123);
+    }
+
+    #[test]
+    fn malformed_entries_say_what_is_wrong() {
+        let no_type = fields(&[("v", "1"), ("payload", "x"), ("produced_at", "now")]);
+        assert_eq!(
+            Envelope::from_fields("1-0", &no_type),
+            Err(EnvelopeError::Missing("type"))
+        );
+        let v2 = fields(&[("v", "2"), ("type", "a"), ("payload", "x"), ("produced_at", "t")]);
+        assert_eq!(
+            Envelope::from_fields("1-0", &v2),
+            Err(EnvelopeError::Version("2".into()))
+        );
+        let mut bad_utf8 = fields(&[("v", "1"), ("payload", "x"), ("produced_at", "t")]);
+        bad_utf8.insert("type".into(), vec![0xff, 0xfe]);
+        assert_eq!(
+            Envelope::from_fields("1-0", &bad_utf8),
+            Err(EnvelopeError::NotUtf8("type"))
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! `jobhost run`: wires the broker, the plugins and the job threads together
+//! and runs until shutdown.
+//!
+//! One job's path: the reader takes a slot of the in-flight limit and reads the
+//! entry (XREADGROUP) → a job thread dispatches it to its plugin → the recorder
+//! writes its outcome atomically (ack + follow-ups, retry or DLQ) → the slot is freed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::broker::{Broker, BrokerError, Record};
+use crate::dispatch::{Dispatcher, Finished};
+use crate::keys::QueueKeys;
+use crate::outcome::{Outcome, RetryPolicy};
+use crate::plugins::{DirError, Runtime};
+use crate::pool::{Done, Pool, Task};
+use crate::shutdown::Shutdown;
+
+/// Everything `jobhost run` needs to know.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub redis_url: String,
+    pub plugins_dir: PathBuf,
+    pub namespace: String,
+    pub queue: String,
+    /// Jobs running at once (one thread each).
+    pub concurrency: usize,
+    /// This host's consumer name in the group; unique per process.
+    pub consumer: String,
+    /// How long in-flight jobs may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Why the host could not start.
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Plugins(#[from] DirError),
+    #[error("cannot start the wasm runtime: {0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Most entries read in one XREADGROUP.
+const READ_BATCH: usize = 256;
+/// Most outcomes recorded in one pipeline.
+const RECORD_BATCH: usize = 256;
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A unique consumer name for this process: host name, pid and a random tag.
+pub fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Runs the host until `shutdown` triggers, then lets in-flight jobs finish.
+pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError> {
+    let concurrency = config.concurrency.max(1);
+    let runtime = Runtime::new(concurrency as u32).map_err(|e| HostError::Runtime(e.to_string()))?;
+    let plugins = Arc::new(runtime.load_dir(&config.plugins_dir)?);
+    if plugins.plugins().is_empty() {
+        tracing::warn!(
+            dir = %config.plugins_dir.display(),
+            "no plugins loaded; jobs will wait for a host that handles their type"
+        );
+    }
+    let keys = QueueKeys::new(&config.namespace, &config.queue);
+    let mut broker = Broker::connect(&config.redis_url, keys, config.consumer.clone()).await?;
+    broker.ensure_group().await?;
+
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let dispatcher = Arc::new(Dispatcher::new(plugins, config.retry));
+    let pool = Pool::start(concurrency, dispatcher, done_tx);
+    // Read ahead one batch per thread so threads never wait on Redis.
+    let slots = Arc::new(Semaphore::new(concurrency * 2));
+
+    tracing::info!(
+        stream = %broker.keys().stream,
+        group = %broker.keys().group,
+        consumer = %broker.consumer(),
+        concurrency,
+        "consuming"
+    );
+    let recorder = tokio::spawn(record_outcomes(broker.clone(), done_rx));
+    let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
+    read_jobs(&mut broker, &pool, slots, shutdown).await;
+
+    tracing::info!("stopping: no new jobs are read; waiting for jobs in flight");
+    let threads = pool.close();
+    let drained = tokio::time::timeout(config.shutdown_timeout, async {
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        let _ = recorder.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout = %humantime::format_duration(config.shutdown_timeout),
+            "jobs still running at the shutdown timeout stay pending; another host will reclaim them"
+        );
+    }
+    let _ = promoter.await;
+    Ok(())
+}
+
+/// Reads new entries while there are free slots, until shutdown.
+async fn read_jobs(broker: &mut Broker, pool: &Pool, slots: Arc<Semaphore>, mut shutdown: Shutdown) {
+    let mut health = Health::default();
+    while !shutdown.is_triggered() {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            _ = shutdown.wait() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < READ_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        // Not raced against shutdown: a read cut short could leave entries
+        // delivered to this consumer that nobody runs until they are reclaimed.
+        match broker.read_new(permits.len()).await {
+            Ok(deliveries) => {
+                health.ok();
+                for (delivery, permit) in deliveries.into_iter().zip(permits) {
+                    pool.submit(Task { delivery, permit });
+                }
+            }
+            Err(error) => {
+                let wait = health.failed(&error);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait() => break,
+                }
+                broker.reconnect_reader().await;
+            }
+        }
+    }
+}
+
+/// Writes outcomes as jobs finish, batching what is ready. An outcome that
+/// cannot be written is kept and retried until Redis takes it: never dropped.
+async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>) {
+    let mut health = Health::default();
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let now_ms = now_ms();
+        let records: Vec<Record<'_>> = batch
+            .iter()
+            .map(|done| Record {
+                delivery: &done.finished.delivery,
+                outcome: &done.finished.outcome,
+                now_ms,
+            })
+            .collect();
+        loop {
+            match broker.record(&records).await {
+                Ok(()) => {
+                    health.ok();
+                    break;
+                }
+                Err(error) => tokio::time::sleep(health.failed(&error)).await,
+            }
+        }
+        drop(records);
+        for done in batch.drain(..) {
+            log_finished(&done.finished);
+        }
+    }
+}
+
+/// Moves due delayed jobs onto the stream, until shutdown.
+async fn promote_due_jobs(mut broker: Broker, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(PROMOTE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        // Failures show up in the reader's and recorder's health logs; try again next tick.
+        if let Err(error) = broker.promote_due(now_ms()).await {
+            tracing::debug!(%error, "moving due jobs failed");
+        }
+    }
+}
+
+fn log_finished(finished: &Finished) {
+    let delivery = &finished.delivery;
+    let (job_id, job_type, attempt, trace_id) = match &delivery.job {
+        Ok(job) => (
+            job.job_id.as_str(),
+            job.job_type.as_str(),
+            job.attempt,
+            job.trace_id.as_deref().unwrap_or(""),
+        ),
+        Err(_) => (delivery.entry_id.as_str(), "", 0, ""),
+    };
+    let plugin = finished.plugin.as_deref().unwrap_or("-");
+    let outcome = finished.outcome.label();
+    let duration_us = finished.duration.as_micros() as u64;
+    match &finished.outcome {
+        Outcome::Done { .. } | Outcome::Expired => tracing::info!(
+            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id, "job finished"
+        ),
+        Outcome::Retry { after, error } => tracing::warn!(
+            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id,
+            retry_in_ms = after.as_millis() as u64, %error, "job failed"
+        ),
+        Outcome::Dead { reason } => tracing::error!(
+            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id,
+            %reason, "job dead-lettered"
+        ),
+    }
+}
+
+/// Tracks whether Redis answers, logging each change of state once, and the
+/// backoff before the next try.
+#[derive(Default)]
+struct Health {
+    failures: u32,
+}
+
+impl Health {
+    fn ok(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("Redis reachable again");
+        }
+        self.failures = 0;
+    }
+
+    fn failed(&mut self, error: &BrokerError) -> Duration {
+        if self.failures == 0 {
+            tracing::warn!(%error, "Redis unreachable; retrying with backoff");
+        }
+        self.failures = self.failures.saturating_add(1);
+        let exponent = self.failures.min(8);
+        (Duration::from_millis(50) * (1 << exponent)).min(MAX_BACKOFF)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,16 @@
+//! jobhost: runs background jobs from Redis Streams through sandboxed
+//! WebAssembly plugins.
+//!
+//! The binary is a thin shell over this library: [`cli`] parses and runs
+//! commands, [`host::run`] is the consumer, [`broker::Producer`] enqueues jobs.
+
+pub mod broker;
+pub mod cli;
+pub mod dispatch;
+pub mod envelope;
+pub mod host;
+pub mod keys;
+pub mod outcome;
+pub mod plugins;
+pub mod pool;
+pub mod shutdown;

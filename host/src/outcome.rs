@@ -1,0 +1,114 @@
+//! What became of a job, and the retry policy that decides between another
+//! attempt and the dead-letter stream.
+
+use std::time::Duration;
+
+use crate::plugins::FollowUp;
+
+/// The result of one delivery, as the broker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled: acknowledge, and write the follow-up jobs in the same step.
+    Done {
+        output: Vec<u8>,
+        follow_ups: Vec<FollowUp>,
+    },
+    /// Run again after `after`, as the next attempt.
+    Retry { after: Duration, error: String },
+    /// Never run again: move to the dead-letter stream with the reason.
+    Dead { reason: String },
+    /// Past its expiry: acknowledged without running.
+    Expired,
+}
+
+impl Outcome {
+    /// The short word logs and metrics use.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done { .. } => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Expired => "expired",
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, and a limit on attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// Base 1 s, cap 5 min, 5 attempts.
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// After failed attempt number `attempt` (1-based): retry later, or give up.
+    pub fn after_failure(&self, attempt: u32, max_attempts: u32, error: String) -> Outcome {
+        if attempt >= max_attempts {
+            return Outcome::Dead {
+                reason: format!("failed {attempt} of {max_attempts} attempts: {error}"),
+            };
+        }
+        Outcome::Retry {
+            after: self.backoff(attempt),
+            error,
+        }
+    }
+
+    /// Full jitter: uniformly random in `0..=min(cap, base * 2^(attempt-1))`, so
+    /// jobs that failed together do not all come back together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(31);
+        let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
+        let ceiling_ms = ceiling.as_millis() as u64;
+        Duration::from_millis(fastrand::u64(0..=ceiling_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_and_stays_under_the_cap() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(1000),
+            max_attempts: 10,
+        };
+        for _ in 0..200 {
+            assert!(policy.backoff(1) <= Duration::from_millis(100));
+            assert!(policy.backoff(3) <= Duration::from_millis(400));
+            assert!(policy.backoff(30) <= Duration::from_millis(1000));
+        }
+        // Jitter spreads the delays out.
+        let distinct: std::collections::HashSet<_> = (0..50).map(|_| policy.backoff(4)).collect();
+        assert!(distinct.len() > 5);
+    }
+
+    #[test]
+    fn last_attempt_goes_to_the_dead_letter_stream() {
+        let policy = RetryPolicy::default();
+        assert!(matches!(
+            policy.after_failure(4, 5, "x".into()),
+            Outcome::Retry { .. }
+        ));
+        assert_eq!(
+            policy.after_failure(5, 5, "boom".into()),
+            Outcome::Dead {
+                reason: "failed 5 of 5 attempts: boom".into()
+            }
+        );
+    }
+}

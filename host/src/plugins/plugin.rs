@@ -1,0 +1,285 @@
+//! One loaded plugin: compiled, checked against the world, described, and
+//! pre-instantiated so that each job's fresh instance is cheap.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+
+use super::bindings::{Failure, Job, PluginInfo, PluginPre};
+use super::engine::ticks_for;
+use super::routing::Pattern;
+use super::state::{FollowUp, JobState};
+
+/// Resource limits of each job of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 64 MiB of linear memory and 30 s of wall time per job.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long `describe` may run when a plugin is loaded.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a file is not a usable plugin. Each message names the file.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("plugin {file}: cannot read: {error}")]
+    Read { file: String, error: std::io::Error },
+    #[error("plugin {file}: not a WebAssembly file")]
+    NotWasm { file: String },
+    #[error("plugin {file}: not a component (core module); rebuild with --target wasm32-wasip2")]
+    CoreModule { file: String },
+    #[error("plugin {file}: invalid component: {reason}")]
+    Invalid { file: String, reason: String },
+    #[error("plugin {file}: not a jobhost plugin (world jobhost:plugin/plugin): {reason}")]
+    WrongWorld { file: String, reason: String },
+    #[error("plugin {file}: describe failed: {reason}")]
+    Describe { file: String, reason: String },
+    #[error("plugin {file}: invalid self-description: {reason}")]
+    Description { file: String, reason: String },
+}
+
+/// A plugin's self-description, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    pub name: String,
+    pub version: String,
+    pub handles: Vec<Pattern>,
+}
+
+/// What one run of a handler came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Success {
+        output: Vec<u8>,
+        follow_ups: Vec<FollowUp>,
+    },
+    /// Worth another attempt: the handler said so, or it trapped, timed out or hit a limit.
+    Retry(String),
+    /// The handler says the job can never succeed.
+    Fatal(String),
+}
+
+/// A plugin ready to run jobs.
+pub struct LoadedPlugin {
+    pub file: PathBuf,
+    pub description: Description,
+    pub limits: Limits,
+    pre: PluginPre<JobState>,
+}
+
+impl LoadedPlugin {
+    /// Compiles, links and describes the component at `path`.
+    pub fn load(
+        engine: &Engine,
+        linker: &wasmtime::component::Linker<JobState>,
+        path: &Path,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
+            file: file.clone(),
+            error,
+        })?;
+        check_header(&file, &bytes)?;
+        let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
+            file: file.clone(),
+            reason: one_line(&e),
+        })?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::WrongWorld {
+                file: file.clone(),
+                reason: one_line(&e),
+            })?;
+        let mut plugin = LoadedPlugin {
+            file: path.to_owned(),
+            description: Description {
+                name: String::new(),
+                version: String::new(),
+                handles: Vec::new(),
+            },
+            limits,
+            pre,
+        };
+        let info = plugin.describe().map_err(|reason| LoadError::Describe {
+            file: file.clone(),
+            reason,
+        })?;
+        plugin.description =
+            check_description(info).map_err(|reason| LoadError::Description { file, reason })?;
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.description.name
+    }
+
+    fn new_store(&self, job_id: &str, timeout: Duration) -> Store<JobState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = JobState::new(self.name(), job_id, limits);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(ticks_for(timeout));
+        store
+    }
+
+    fn describe(&self) -> Result<PluginInfo, String> {
+        let mut store = self.new_store("describe", DESCRIBE_TIMEOUT);
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT))?;
+        instance
+            .jobhost_plugin_handler()
+            .call_describe(&mut store)
+            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT))
+    }
+
+    /// Runs one job in a fresh instance. Nothing of a previous job is visible to it.
+    pub fn run(&self, job: &Job) -> RunOutcome {
+        let mut store = self.new_store(&job.id, self.limits.timeout);
+        let result = self.pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .jobhost_plugin_handler()
+                .call_handle(&mut store, job)
+        });
+        match result {
+            Ok(Ok(output)) => RunOutcome::Success {
+                output,
+                follow_ups: std::mem::take(&mut store.data_mut().follow_ups),
+            },
+            Ok(Err(Failure::Retry(reason))) => RunOutcome::Retry(reason),
+            Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(reason),
+            Err(error) => RunOutcome::Retry(self.explain(&error, self.limits.timeout)),
+        }
+    }
+
+    /// Puts a trap or host error in plain words.
+    fn explain(&self, error: &wasmtime::Error, timeout: Duration) -> String {
+        if let Some(trap) = error.downcast_ref::<Trap>() {
+            if *trap == Trap::Interrupt {
+                return format!("timed out after {}", humantime::format_duration(timeout));
+            }
+            let place = error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name()))
+                .map(|name| format!(" in {name}"))
+                .unwrap_or_default();
+            return format!("trap: {trap}{place}");
+        }
+        let text = format!("{error:#}");
+        if text.contains("forcing trap when growing memory") {
+            return format!(
+                "memory limit of {} MiB reached",
+                self.limits.memory_bytes >> 20
+            );
+        }
+        one_line_text(&text)
+    }
+}
+
+/// Tells a core module or a non-wasm file apart from a component before compiling.
+fn check_header(file: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotWasm {
+            file: file.to_owned(),
+        });
+    }
+    if bytes[4..8] == CORE_VERSION {
+        return Err(LoadError::CoreModule {
+            file: file.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn check_description(info: PluginInfo) -> Result<Description, String> {
+    let name_ok = !info.name.is_empty()
+        && info
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return Err(format!(
+            "name {:?} must be non-empty ASCII letters, digits, '-', '_' or '.'",
+            info.name
+        ));
+    }
+    if info.version.trim().is_empty() {
+        return Err("version is empty".into());
+    }
+    if info.handles.is_empty() {
+        return Err("handles no job types".into());
+    }
+    let handles = info
+        .handles
+        .iter()
+        .map(|text| Pattern::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Description {
+        name: info.name,
+        version: info.version,
+        handles,
+    })
+}
+
+fn one_line(error: &wasmtime::Error) -> String {
+    one_line_text(&format!("{error:#}"))
+}
+
+fn one_line_text(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_core_modules_and_non_wasm() {
+        assert!(matches!(
+            check_header("x.wasm", b"hello world"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header("x.wasm", b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule { .. })
+        ));
+        assert!(check_header("x.wasm", b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn description_needs_a_name_a_version_and_types() {
+        let info = |name: &str, version: &str, handles: &[&str]| PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            handles: handles.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(check_description(info("orders", "1.0.0", &["orders.*"])).is_ok());
+        assert!(check_description(info("", "1.0.0", &["a"])).is_err());
+        assert!(check_description(info("a b", "1.0.0", &["a"])).is_err());
+        assert!(check_description(info("orders", " ", &["a"])).is_err());
+        assert!(check_description(info("orders", "1", &[])).is_err());
+        assert!(check_description(info("orders", "1", &["has space"])).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! What one job's store holds: its WASI context, its limits, and what the
+//! guest asked of the host while it ran.
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::LogLevel;
+use super::bindings::jobhost::plugin::{host, types};
+use crate::envelope::JobType;
+
+/// Follow-up jobs one job may emit; more is a guest bug, not a workload.
+pub const MAX_FOLLOW_UPS: usize = 1000;
+/// Largest payload of one follow-up job.
+pub const MAX_FOLLOW_UP_PAYLOAD: usize = 1 << 20;
+
+/// A job a handler asked to enqueue; written only if the handler succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub job_type: JobType,
+    pub payload: Vec<u8>,
+}
+
+/// The store data of one job's instance.
+pub struct JobState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    plugin: String,
+    job_id: String,
+    pub(super) follow_ups: Vec<FollowUp>,
+}
+
+impl JobState {
+    pub fn new(plugin: &str, job_id: &str, limits: StoreLimits) -> Self {
+        // The default WASI context grants nothing: no files, no network, no environment.
+        JobState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits,
+            plugin: plugin.to_owned(),
+            job_id: job_id.to_owned(),
+            follow_ups: Vec::new(),
+        }
+    }
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for JobState {}
+
+impl host::Host for JobState {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let fields = render_fields(&fields);
+        let (plugin, job_id) = (self.plugin.as_str(), self.job_id.as_str());
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(target: "plugin", plugin, job_id, fields = %fields, "{message}")
+            };
+        }
+        match level {
+            LogLevel::Trace => emit!(trace),
+            LogLevel::Debug => emit!(debug),
+            LogLevel::Info => emit!(info),
+            LogLevel::Warn => emit!(warn),
+            LogLevel::Error => emit!(error),
+        }
+    }
+
+    fn enqueue(&mut self, job_type: String, payload: Vec<u8>) -> Result<(), String> {
+        if self.follow_ups.len() >= MAX_FOLLOW_UPS {
+            return Err(format!("a job may enqueue at most {MAX_FOLLOW_UPS} follow-up jobs"));
+        }
+        if payload.len() > MAX_FOLLOW_UP_PAYLOAD {
+            return Err(format!(
+                "follow-up payload of {} bytes exceeds the limit of {MAX_FOLLOW_UP_PAYLOAD}",
+                payload.len()
+            ));
+        }
+        let job_type = JobType::parse(&job_type).map_err(|e| e.to_string())?;
+        self.follow_ups.push(FollowUp { job_type, payload });
+        Ok(())
+    }
+}
+
+fn render_fields(fields: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (key, value) in fields {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
