@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::Delivery;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, now_ms};
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{Job, PluginSet, RunOutcome};
 
@@ -23,11 +23,17 @@ pub struct Finished {
 pub struct Dispatcher {
     plugins: Arc<PluginSet>,
     policy: RetryPolicy,
+    /// An entry delivered more often than this without an ack is poison.
+    max_deliveries: u64,
 }
 
 impl Dispatcher {
-    pub fn new(plugins: Arc<PluginSet>, policy: RetryPolicy) -> Self {
-        Dispatcher { plugins, policy }
+    pub fn new(plugins: Arc<PluginSet>, policy: RetryPolicy, max_deliveries: u64) -> Self {
+        Dispatcher {
+            plugins,
+            policy,
+            max_deliveries,
+        }
     }
 
     /// Runs one delivery to its outcome. Never panics on bad input: a malformed
@@ -38,6 +44,18 @@ impl Dispatcher {
             Err(malformed) => (
                 Outcome::Dead {
                     reason: format!("malformed entry: {}", malformed.error),
+                },
+                None,
+            ),
+            Ok(job) if job.is_expired(now_ms()) => (Outcome::Expired, None),
+            // Checked before running: a job that keeps killing its host must stop
+            // being handed out.
+            Ok(_) if delivery.deliveries > self.max_deliveries => (
+                Outcome::Dead {
+                    reason: format!(
+                        "poison: delivered {} times without being acknowledged (it may crash its host)",
+                        delivery.deliveries
+                    ),
                 },
                 None,
             ),

@@ -27,6 +27,7 @@ pub mod field {
     pub const ATTEMPT: &str = "attempt";
     pub const MAX_ATTEMPTS: &str = "max_attempts";
     pub const REPLAY_COUNT: &str = "replay_count";
+    pub const EXPIRES_AT: &str = "expires_at";
 }
 
 /// A job's identity, stable across retries.
@@ -106,6 +107,8 @@ pub struct Envelope {
     pub max_attempts: Option<u32>,
     /// How often the job was replayed from the dead-letter stream.
     pub replay_count: u32,
+    /// Not run after this instant (RFC 3339).
+    pub expires_at: Option<String>,
 }
 
 impl Envelope {
@@ -121,6 +124,7 @@ impl Envelope {
             attempt: 1,
             max_attempts: None,
             replay_count: 0,
+            expires_at: None,
         }
     }
 
@@ -142,6 +146,9 @@ impl Envelope {
         }
         if let Some(max) = self.max_attempts {
             fields.push((field::MAX_ATTEMPTS, max.to_string().into_bytes()));
+        }
+        if let Some(expires_at) = &self.expires_at {
+            fields.push((field::EXPIRES_AT, expires_at.clone().into_bytes()));
         }
         if self.replay_count > 0 {
             let count = self.replay_count.to_string().into_bytes();
@@ -196,15 +203,54 @@ impl Envelope {
             attempt,
             max_attempts,
             replay_count,
+            expires_at: match text(field::EXPIRES_AT)? {
+                Some(value) => {
+                    parse_rfc3339_ms(value).ok_or_else(|| EnvelopeError::Invalid {
+                        field: field::EXPIRES_AT,
+                        reason: format!("{value:?} is not an RFC 3339 time"),
+                    })?;
+                    Some(value.to_owned())
+                }
+                None => None,
+            },
         })
     }
 
     /// When the producer wrote the job, in ms since the Unix epoch (0 when unreadable).
     pub fn produced_at_ms(&self) -> u64 {
-        OffsetDateTime::parse(&self.produced_at, &Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
-            .unwrap_or(0)
+        parse_rfc3339_ms(&self.produced_at).unwrap_or(0)
     }
+
+    /// Whether the job's expiry has passed at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at
+            .as_deref()
+            .and_then(parse_rfc3339_ms)
+            .is_some_and(|expiry| expiry <= now_ms)
+    }
+}
+
+/// An RFC 3339 time in ms since the Unix epoch.
+pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
+}
+
+/// Formats ms since the Unix epoch as RFC 3339.
+pub fn format_rfc3339_ms(ms: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn parse_count(name: &'static str, value: &str) -> Result<u32, EnvelopeError> {
@@ -240,12 +286,15 @@ mod tests {
         let mut job = Envelope::new(JobType::parse("orders.created").unwrap(), b"{}".to_vec());
         job.trace_id = Some("t-1".into());
         job.max_attempts = Some(3);
+        job.expires_at = Some(format_rfc3339_ms(1_795_514_400_123));
         let written: HashMap<String, Vec<u8>> = job
             .to_fields()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(Envelope::from_fields("1-0", &written).unwrap(), job);
+        assert!(job.is_expired(1_795_514_400_123));
+        assert!(!job.is_expired(1_795_514_400_122));
     }
 
     #[test]

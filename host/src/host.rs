@@ -5,16 +5,18 @@
 //! entry (XREADGROUP) → a job thread dispatches it to its plugin → the recorder
 //! writes its outcome atomically (ack + follow-ups, retry or DLQ) → the slot is freed.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::broker::{Broker, BrokerError, Record};
+use crate::broker::{Broker, BrokerError, Delivery, Record};
 use crate::dispatch::{Dispatcher, Finished};
+use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{DirError, Runtime};
@@ -35,6 +37,11 @@ pub struct HostConfig {
     /// How long in-flight jobs may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Entries idle this long are presumed abandoned by a dead or hung host and
+    /// reclaimed. Live hosts refresh their own entries well within it.
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this without an ack is dead-lettered as poison.
+    pub max_deliveries: u64,
 }
 
 /// Why the host could not start.
@@ -81,10 +88,11 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     broker.ensure_group().await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let dispatcher = Arc::new(Dispatcher::new(plugins, config.retry));
+    let dispatcher = Arc::new(Dispatcher::new(plugins, config.retry, config.max_deliveries));
     let pool = Pool::start(concurrency, dispatcher, done_tx);
-    // Read ahead one batch per thread so threads never wait on Redis.
+    // Read ahead one job per thread so threads never wait on Redis.
     let slots = Arc::new(Semaphore::new(concurrency * 2));
+    let in_flight = InFlight::default();
 
     tracing::info!(
         stream = %broker.keys().stream,
@@ -93,9 +101,24 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         concurrency,
         "consuming"
     );
-    let recorder = tokio::spawn(record_outcomes(broker.clone(), done_rx));
+    let recorder = tokio::spawn(record_outcomes(broker.clone(), done_rx, in_flight.clone()));
     let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
-    read_jobs(&mut broker, &pool, slots, shutdown).await;
+    // The heartbeat outlives the reader: jobs draining after a signal stay fresh.
+    let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
+    let heartbeat = tokio::spawn(heartbeat(
+        broker.clone(),
+        in_flight.clone(),
+        config.claim_idle / 3,
+        heartbeat_stop,
+    ));
+    let mut reader = Reader {
+        broker: &mut broker,
+        pool: &pool,
+        slots,
+        in_flight,
+        claim_idle: config.claim_idle,
+    };
+    reader.run(shutdown).await;
 
     tracing::info!("stopping: no new jobs are read; waiting for jobs in flight");
     let threads = pool.close();
@@ -115,49 +138,146 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
             "jobs still running at the shutdown timeout stay pending; another host will reclaim them"
         );
     }
+    stop_heartbeat.trigger();
+    let _ = heartbeat.await;
     let _ = promoter.await;
     Ok(())
 }
 
-/// Reads new entries while there are free slots, until shutdown.
-async fn read_jobs(broker: &mut Broker, pool: &Pool, slots: Arc<Semaphore>, mut shutdown: Shutdown) {
-    let mut health = Health::default();
-    while !shutdown.is_triggered() {
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
-            _ = shutdown.wait() => break,
-        };
-        let mut permits = vec![first];
-        while permits.len() < READ_BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
+/// Entry ids of the jobs this host holds, for the heartbeat.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    /// Adds an entry; false when it was already held (a reclaim of our own entry).
+    fn insert(&self, entry_id: &str) -> bool {
+        self.0.lock().expect("in-flight lock").insert(entry_id.to_owned())
+    }
+
+    fn remove(&self, entry_id: &str) {
+        self.0.lock().expect("in-flight lock").remove(entry_id);
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.0.lock().expect("in-flight lock").iter().cloned().collect()
+    }
+}
+
+/// Feeds the job threads: reclaims stale entries now and then, reads new
+/// ones while there are free slots, until shutdown.
+struct Reader<'a> {
+    broker: &'a mut Broker,
+    pool: &'a Pool,
+    slots: Arc<Semaphore>,
+    in_flight: InFlight,
+    claim_idle: Duration,
+}
+
+impl Reader<'_> {
+    async fn run(&mut self, mut shutdown: Shutdown) {
+        let mut health = Health::default();
+        let claim_every = self.claim_idle / 2;
+        let mut next_claim = Instant::now();
+        while !shutdown.is_triggered() {
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+                _ = shutdown.wait() => break,
+            };
+            let mut permits = vec![first];
+            while permits.len() < READ_BATCH {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            if Instant::now() >= next_claim {
+                next_claim = Instant::now() + claim_every;
+                match self.reclaim(permits.len()).await {
+                    Ok(claimed) => permits = self.submit(claimed, permits),
+                    Err(error) => {
+                        if !self.back_off(&mut health, &error, &mut shutdown).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                if permits.is_empty() {
+                    continue;
+                }
+            }
+            // Not raced against shutdown: a read cut short could leave entries
+            // delivered to this consumer that nobody runs until they are reclaimed.
+            match self.broker.read_new(permits.len()).await {
+                Ok(deliveries) => {
+                    health.ok();
+                    self.submit(deliveries, permits);
+                }
+                Err(error) => {
+                    if !self.back_off(&mut health, &error, &mut shutdown).await {
+                        break;
+                    }
+                }
             }
         }
-        // Not raced against shutdown: a read cut short could leave entries
-        // delivered to this consumer that nobody runs until they are reclaimed.
-        match broker.read_new(permits.len()).await {
-            Ok(deliveries) => {
-                health.ok();
-                for (delivery, permit) in deliveries.into_iter().zip(permits) {
-                    pool.submit(Task { delivery, permit });
-                }
+    }
+
+    /// Claims entries abandoned by dead or hung hosts, and removes consumers
+    /// that are gone and hold nothing.
+    async fn reclaim(&mut self, count: usize) -> Result<Vec<Delivery>, BrokerError> {
+        let claimed = self.broker.claim_stale(self.claim_idle, count).await?;
+        if !claimed.is_empty() {
+            tracing::info!(count = claimed.len(), "reclaimed entries idle past {}", humantime::format_duration(self.claim_idle));
+        }
+        for name in self.broker.remove_gone_consumers(self.claim_idle * 3).await? {
+            tracing::info!(consumer = %name, "removed a consumer that is gone and holds no entries");
+        }
+        Ok(claimed)
+    }
+
+    /// Hands deliveries to the pool, one slot each; returns the unused slots.
+    fn submit(&self, deliveries: Vec<Delivery>, mut permits: Vec<OwnedSemaphorePermit>) -> Vec<OwnedSemaphorePermit> {
+        for delivery in deliveries {
+            if !self.in_flight.insert(&delivery.entry_id) {
+                continue; // Already running here; the reclaim only refreshed it.
             }
-            Err(error) => {
-                let wait = health.failed(&error);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait() => break,
-                }
-                broker.reconnect_reader().await;
-            }
+            let Some(permit) = permits.pop() else {
+                break;
+            };
+            self.pool.submit(Task { delivery, permit });
+        }
+        permits
+    }
+
+    /// Waits out a Redis failure; false when shutdown came first.
+    async fn back_off(&mut self, health: &mut Health, error: &BrokerError, shutdown: &mut Shutdown) -> bool {
+        let wait = health.failed(error);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait() => return false,
+        }
+        self.broker.reconnect_reader().await;
+        true
+    }
+}
+
+/// Keeps this host's in-flight entries fresh until stopped.
+async fn heartbeat(mut broker: Broker, in_flight: InFlight, every: Duration, mut stop: Shutdown) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(50)));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait() => return,
+        }
+        let ids = in_flight.snapshot();
+        if let Err(error) = broker.touch(&ids).await {
+            tracing::debug!(%error, "heartbeat failed");
         }
     }
 }
 
 /// Writes outcomes as jobs finish, batching what is ready. An outcome that
 /// cannot be written is kept and retried until Redis takes it: never dropped.
-async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>) {
+async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>, in_flight: InFlight) {
     let mut health = Health::default();
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
@@ -181,6 +301,7 @@ async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>) 
         }
         drop(records);
         for done in batch.drain(..) {
+            in_flight.remove(&done.finished.delivery.entry_id);
             log_finished(&done.finished);
         }
     }
@@ -256,9 +377,3 @@ impl Health {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -12,6 +12,8 @@ use crate::envelope::{Envelope, EnvelopeError};
 pub struct Delivery {
     pub entry_id: String,
     pub job: Result<Envelope, Malformed>,
+    /// How often Redis has delivered this entry (1 unless it was reclaimed).
+    pub deliveries: u64,
 }
 
 /// An entry that is not a valid job, with its raw fields for the DLQ.
@@ -28,7 +30,11 @@ impl Delivery {
             error,
             fields: pairs,
         });
-        Delivery { entry_id, job }
+        Delivery {
+            entry_id,
+            job,
+            deliveries: 1,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod entries;
 mod produce;
+mod reclaim;
 mod record;
 
 use std::time::Duration;
@@ -76,6 +77,10 @@ pub struct Broker {
     reader: MultiplexedConnection,
     record_outcome: Script,
     promote_due: Script,
+    touch_inflight: Script,
+    remove_consumer: Script,
+    /// Where the next XAUTOCLAIM scan continues.
+    claim_cursor: String,
 }
 
 impl Broker {
@@ -98,6 +103,9 @@ impl Broker {
             reader,
             record_outcome: Script::new(include_str!("record_outcome.lua")),
             promote_due: Script::new(include_str!("promote_due.lua")),
+            touch_inflight: Script::new(include_str!("touch_inflight.lua")),
+            remove_consumer: Script::new(include_str!("remove_consumer.lua")),
+            claim_cursor: "0-0".to_owned(),
         })
     }
 

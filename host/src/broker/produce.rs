@@ -57,6 +57,18 @@ impl Producer {
             .map_err(|e| self.error(e))
     }
 
+    /// Puts a job in the delayed set, to be moved onto the stream at `due_ms`
+    /// (ms since the Unix epoch) by whichever host gets there first.
+    pub async fn schedule(&mut self, job: &Envelope, due_ms: u64) -> Result<(), BrokerError> {
+        redis::cmd("ZADD")
+            .arg(&self.keys.delayed)
+            .arg(due_ms)
+            .arg(super::record::delayed_member(job))
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     fn error(&self, source: RedisError) -> BrokerError {
         BrokerError::Command {
             url: self.url.clone(),

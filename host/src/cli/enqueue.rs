@@ -5,9 +5,11 @@ use std::io::Read;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::QueueArgs;
+use std::time::Duration;
+
+use super::{QueueArgs, parse_duration};
 use crate::broker::Producer;
-use crate::envelope::{Envelope, JobType};
+use crate::envelope::{Envelope, JobType, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 
 /// Largest payload `enqueue` accepts.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -27,6 +29,19 @@ pub struct EnqueueArgs {
     /// Trace id carried in the envelope and shown in every log line about the job.
     #[arg(long, value_name = "ID")]
     pub trace_id: Option<String>,
+    /// Run no earlier than this long from now, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Run no earlier than this time (RFC 3339), e.g. 2026-12-01T09:00:00Z.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<u64>,
+    /// Skip the job (acknowledge without running) if it has not started within this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expires_in: Option<Duration>,
+}
+
+fn parse_time(text: &str) -> Result<u64, String> {
+    parse_rfc3339_ms(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z)"))
 }
 
 pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
@@ -51,8 +66,18 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     job.trace_id = args.trace_id;
     job.max_attempts = args.max_attempts;
     job.producer = Some("jobhost-cli".to_owned());
+    let now = now_ms();
+    if let Some(expires_in) = args.expires_in {
+        job.expires_at = Some(format_rfc3339_ms(now + expires_in.as_millis() as u64));
+    }
+    let due = args.at.or(args.delay.map(|delay| now + delay.as_millis() as u64));
     let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
-    producer.enqueue(&job).await?;
+    match due {
+        Some(due) if due > now => producer.schedule(&job, due).await?,
+        _ => {
+            producer.enqueue(&job).await?;
+        }
+    }
     println!("{}", job.job_id);
     Ok(0)
 }

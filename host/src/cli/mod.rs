@@ -21,6 +21,11 @@ pub mod env {
     pub const CONCURRENCY: &str = "JOBHOST_CONCURRENCY";
     pub const CONSUMER: &str = "JOBHOST_CONSUMER";
     pub const SHUTDOWN_TIMEOUT: &str = "JOBHOST_SHUTDOWN_TIMEOUT";
+    pub const CLAIM_IDLE: &str = "JOBHOST_CLAIM_IDLE";
+    pub const MAX_DELIVERIES: &str = "JOBHOST_MAX_DELIVERIES";
+    pub const MAX_ATTEMPTS: &str = "JOBHOST_MAX_ATTEMPTS";
+    pub const RETRY_BASE: &str = "JOBHOST_RETRY_BASE";
+    pub const RETRY_CAP: &str = "JOBHOST_RETRY_CAP";
     pub const LOG_FORMAT: &str = "JOBHOST_LOG_FORMAT";
 }
 

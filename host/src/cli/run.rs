@@ -25,6 +25,21 @@ pub struct RunArgs {
     /// How long jobs in flight may take to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "DURATION", env = env::SHUTDOWN_TIMEOUT, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Entries idle this long are reclaimed from their (presumed dead) host.
+    #[arg(long, value_name = "DURATION", env = env::CLAIM_IDLE, default_value = "30s", value_parser = parse_duration)]
+    pub claim_idle: Duration,
+    /// An entry delivered more often than this without an ack is dead-lettered as poison.
+    #[arg(long, value_name = "N", env = env::MAX_DELIVERIES, default_value_t = 5)]
+    pub max_deliveries: u64,
+    /// Attempts of a job before it is dead-lettered (a job's own --max-attempts wins).
+    #[arg(long, value_name = "N", env = env::MAX_ATTEMPTS, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Backoff before the first retry; doubles with each attempt (full jitter).
+    #[arg(long, value_name = "DURATION", env = env::RETRY_BASE, default_value = "1s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+    /// Longest backoff between two attempts.
+    #[arg(long, value_name = "DURATION", env = env::RETRY_CAP, default_value = "5m", value_parser = parse_duration)]
+    pub retry_cap: Duration,
 }
 
 pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
@@ -40,7 +55,13 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
         concurrency,
         consumer: args.consumer.unwrap_or_else(host::default_consumer_name),
         shutdown_timeout: args.shutdown_timeout,
-        retry: RetryPolicy::default(),
+        retry: RetryPolicy {
+            base: args.retry_base,
+            cap: args.retry_cap,
+            max_attempts: args.max_attempts,
+        },
+        claim_idle: args.claim_idle.max(Duration::from_millis(100)),
+        max_deliveries: args.max_deliveries.max(1),
     };
     let (trigger, shutdown) = crate::shutdown::channel();
     tokio::spawn(async move {
