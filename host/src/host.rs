@@ -108,7 +108,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let heartbeat = tokio::spawn(heartbeat(
         broker.clone(),
         in_flight.clone(),
-        config.claim_idle / 3,
+        config.claim_idle,
         heartbeat_stop,
     ));
     let mut reader = Reader {
@@ -141,6 +141,12 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     stop_heartbeat.trigger();
     let _ = heartbeat.await;
     let _ = promoter.await;
+    if drained.is_ok()
+        && let Err(error) = broker.leave().await
+    {
+        tracing::warn!(%error, "could not leave the consumer group cleanly");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -256,20 +262,23 @@ impl Reader<'_> {
             _ = shutdown.wait() => return false,
         }
         self.broker.reconnect_reader().await;
+        // A Redis that restarted without persistence has lost the group too.
+        let _ = self.broker.ensure_group().await;
         true
     }
 }
 
-/// Keeps this host's in-flight entries fresh until stopped.
-async fn heartbeat(mut broker: Broker, in_flight: InFlight, every: Duration, mut stop: Shutdown) {
-    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(50)));
+/// Keeps this host marked alive and its in-flight entries fresh until stopped,
+/// beating three times per `claim_idle` so one missed beat costs nothing.
+async fn heartbeat(mut broker: Broker, in_flight: InFlight, claim_idle: Duration, mut stop: Shutdown) {
+    let mut ticker = tokio::time::interval((claim_idle / 3).max(Duration::from_millis(30)));
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait() => return,
         }
         let ids = in_flight.snapshot();
-        if let Err(error) = broker.touch(&ids).await {
+        if let Err(error) = broker.heartbeat(&ids, claim_idle).await {
             tracing::debug!(%error, "heartbeat failed");
         }
     }
@@ -339,14 +348,15 @@ fn log_finished(finished: &Finished) {
     let duration_us = finished.duration.as_micros() as u64;
     match &finished.outcome {
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
-            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id, "job finished"
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
+            "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
-            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
             retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
-            job_id, r#type = job_type, plugin, attempt, outcome, duration_us, trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
             %reason, "job dead-lettered"
         ),
     }

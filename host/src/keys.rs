@@ -26,6 +26,12 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const GROUP: &str = "workers";
 
 impl QueueKeys {
+    /// Present while the host behind `consumer` is alive (it expires unless renewed).
+    pub fn alive(&self, consumer: &str) -> String {
+        let prefix = self.stream.trim_end_matches(":stream");
+        format!("{prefix}:alive:{consumer}")
+    }
+
     /// Keys of `queue` under `namespace`: `{namespace}:{{queue}}:stream` and so on.
     pub fn new(namespace: &str, queue: &str) -> Self {
         let prefix = format!("{namespace}:{{{queue}}}");
@@ -49,5 +55,6 @@ mod tests {
         assert_eq!(keys.stream, "jobhost:{default}:stream");
         assert_eq!(keys.delayed, "jobhost:{default}:delayed");
         assert_eq!(keys.dlq, "jobhost:{default}:dlq");
+        assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
     }
 }

@@ -77,8 +77,17 @@ impl Broker {
             .collect())
     }
 
-    /// Resets the idle time of this host's in-flight entries.
-    pub async fn touch(&mut self, entry_ids: &[String]) -> Result<(), BrokerError> {
+    /// Heartbeat: renews this host's liveness key for `ttl` and resets the idle
+    /// time of its in-flight entries.
+    pub async fn heartbeat(&mut self, entry_ids: &[String], ttl: Duration) -> Result<(), BrokerError> {
+        redis::cmd("SET")
+            .arg(self.keys.alive(&self.consumer))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async::<()>(&mut self.writer)
+            .await
+            .map_err(|e| self.command_error(e))?;
         if entry_ids.is_empty() {
             return Ok(());
         }
@@ -94,8 +103,28 @@ impl Broker {
             .map_err(|e| self.command_error(e))
     }
 
-    /// Removes other consumers idle for longer than `idle` that hold no entries.
-    /// Returns their names.
+    /// Leaving cleanly: drops this host's liveness key and, if it holds no
+    /// entries, its consumer, so the group lists only hosts that exist.
+    pub async fn leave(&mut self) -> Result<(), BrokerError> {
+        let alive = self.keys.alive(&self.consumer);
+        redis::cmd("DEL")
+            .arg(&alive)
+            .query_async::<()>(&mut self.writer)
+            .await
+            .map_err(|e| self.command_error(e))?;
+        self.remove_consumer
+            .key(&self.keys.stream)
+            .key(&alive)
+            .arg(&self.keys.group)
+            .arg(&self.consumer)
+            .invoke_async::<u64>(&mut self.writer)
+            .await
+            .map(drop)
+            .map_err(|e| self.command_error(e))
+    }
+
+    /// Removes other consumers idle for longer than `idle` whose host is gone
+    /// (no liveness key) and that hold no entries. Returns their names.
     pub async fn remove_gone_consumers(&mut self, idle: Duration) -> Result<Vec<String>, BrokerError> {
         let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -121,6 +150,7 @@ impl Broker {
             let gone: u64 = self
                 .remove_consumer
                 .key(&self.keys.stream)
+                .key(self.keys.alive(&name))
                 .arg(&self.keys.group)
                 .arg(&name)
                 .invoke_async(&mut self.writer)

@@ -180,10 +180,18 @@ impl LoadedPlugin {
             }
             let place = error
                 .downcast_ref::<wasmtime::WasmBacktrace>()
-                .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name()))
+                .and_then(|bt| {
+                    bt.frames()
+                        .iter()
+                        .filter_map(|frame| frame.func_name())
+                        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+                        .find(|name| is_user_code(name))
+                })
                 .map(|name| format!(" in {name}"))
                 .unwrap_or_default();
-            return format!("trap: {trap}{place}");
+            let what = trap.to_string();
+            let what = what.strip_prefix("wasm trap: ").unwrap_or(&what);
+            return format!("trap: {what}{place}");
         }
         let text = format!("{error:#}");
         if text.contains("forcing trap when growing memory") {
@@ -194,6 +202,15 @@ impl LoadedPlugin {
         }
         one_line_text(&text)
     }
+}
+
+/// Whether a guest function name is the plugin's own code rather than the
+/// standard library's panic and abort machinery, which every trap passes through.
+fn is_user_code(name: &str) -> bool {
+    const MACHINERY: &[&str] = &["std::", "core::", "alloc::", "__rust", "rust_", "<"];
+    !(MACHINERY.iter().any(|prefix| name.starts_with(prefix))
+        || name.contains("panic")
+        || name == "abort")
 }
 
 /// Tells a core module or a non-wasm file apart from a component before compiling.

@@ -62,7 +62,11 @@ impl host::Host for JobState {
         let (plugin, job_id) = (self.plugin.as_str(), self.job_id.as_str());
         macro_rules! emit {
             ($level:ident) => {
-                tracing::$level!(target: "plugin", plugin, job_id, fields = %fields, "{message}")
+                if fields.is_empty() {
+                    tracing::$level!(target: "plugin", %plugin, %job_id, "{message}")
+                } else {
+                    tracing::$level!(target: "plugin", %plugin, %job_id, "{message} {fields}")
+                }
             };
         }
         match level {
