@@ -3,6 +3,7 @@
 
 mod bindings;
 pub mod engine;
+mod guest_output;
 pub mod plugin;
 pub mod routing;
 mod state;

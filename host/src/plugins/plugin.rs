@@ -146,11 +146,11 @@ impl LoadedPlugin {
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT))?;
+            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT, None))?;
         instance
             .jobhost_plugin_handler()
             .call_describe(&mut store)
-            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT))
+            .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT, store.data().panic_message()))
     }
 
     /// Runs one job in a fresh instance. Nothing of a previous job is visible to it.
@@ -168,15 +168,22 @@ impl LoadedPlugin {
             },
             Ok(Err(Failure::Retry(reason))) => RunOutcome::Retry(reason),
             Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(reason),
-            Err(error) => RunOutcome::Retry(self.explain(&error, self.limits.timeout)),
+            Err(error) => RunOutcome::Retry(self.explain(
+                &error,
+                self.limits.timeout,
+                store.data().panic_message(),
+            )),
         }
     }
 
     /// Puts a trap or host error in plain words.
-    fn explain(&self, error: &wasmtime::Error, timeout: Duration) -> String {
+    fn explain(&self, error: &wasmtime::Error, timeout: Duration, panic: Option<String>) -> String {
         if let Some(trap) = error.downcast_ref::<Trap>() {
             if *trap == Trap::Interrupt {
                 return format!("timed out after {}", humantime::format_duration(timeout));
+            }
+            if let Some(panic) = panic {
+                return format!("trap: {panic}");
             }
             let place = error
                 .downcast_ref::<wasmtime::WasmBacktrace>()

@@ -6,6 +6,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::LogLevel;
+use super::guest_output::GuestOutput;
 use super::bindings::jobhost::plugin::{host, types};
 use crate::envelope::JobType;
 
@@ -24,6 +25,7 @@ pub struct FollowUp {
 /// The store data of one job's instance.
 pub struct JobState {
     wasi: WasiCtx,
+    stderr: GuestOutput,
     table: ResourceTable,
     pub(super) limits: StoreLimits,
     plugin: String,
@@ -33,15 +35,29 @@ pub struct JobState {
 
 impl JobState {
     pub fn new(plugin: &str, job_id: &str, limits: StoreLimits) -> Self {
-        // The default WASI context grants nothing: no files, no network, no environment.
+        // The default WASI context grants nothing: no files, no network, no
+        // environment; clocks and randomness are allowed.
+        let stderr = GuestOutput::new(plugin, job_id, "stderr");
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(plugin, job_id, "stdout"))
+            .stderr(stderr.clone())
+            .build();
         JobState {
-            wasi: WasiCtx::builder().build(),
+            wasi,
+            stderr,
             table: ResourceTable::new(),
             limits,
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
         }
+    }
+}
+
+impl JobState {
+    /// What a panicking Rust guest printed about its panic.
+    pub fn panic_message(&self) -> Option<String> {
+        self.stderr.panic_message()
     }
 }
 
