@@ -70,9 +70,14 @@ impl Dispatcher {
     }
 
     fn run(&self, envelope: &Envelope) -> (Outcome, Option<String>) {
-        let max_attempts = envelope.max_attempts.unwrap_or(self.policy.max_attempts);
+        let plugin = self.plugins.route(envelope.job_type.as_str());
+        // The job's own limit wins over its plugin's, which wins over the host's.
+        let max_attempts = envelope
+            .max_attempts
+            .or(plugin.and_then(|p| p.limits.max_attempts))
+            .unwrap_or(self.policy.max_attempts);
         let fail = |error: String| self.policy.after_failure(envelope.attempt, max_attempts, error);
-        let Some(plugin) = self.plugins.route(envelope.job_type.as_str()) else {
+        let Some(plugin) = plugin else {
             // Another host, or a plugin loaded later, may handle it: retry first.
             return (
                 fail(format!("no handler for type {}", envelope.job_type)),

@@ -4,6 +4,7 @@
 mod bindings;
 pub mod engine;
 mod guest_output;
+pub mod manifest;
 pub mod plugin;
 pub mod routing;
 mod state;
@@ -47,7 +48,7 @@ impl Runtime {
 
     /// Loads and checks one plugin file.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        LoadedPlugin::load(&self.engine, &self.linker, path, Limits::default())
+        LoadedPlugin::load(&self.engine, &self.linker, path)
     }
 
     /// Loads every `*.wasm` in `dir`. A bad file is logged and skipped so the

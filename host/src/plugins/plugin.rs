@@ -10,6 +10,7 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{Failure, Job, PluginInfo, PluginPre};
 use super::engine::ticks_for;
+use super::manifest::{self, Grants, Settings};
 use super::routing::Pattern;
 use super::state::{FollowUp, JobState};
 
@@ -18,6 +19,10 @@ use super::state::{FollowUp, JobState};
 pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,
+    /// Overrides the host's attempt limit (a job's own limit still wins).
+    pub max_attempts: Option<u32>,
+    /// Most jobs of this plugin running at once.
+    pub concurrency: Option<u32>,
 }
 
 impl Default for Limits {
@@ -26,6 +31,8 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(30),
+            max_attempts: None,
+            concurrency: None,
         }
     }
 }
@@ -50,6 +57,8 @@ pub enum LoadError {
     Describe { file: String, reason: String },
     #[error("plugin {file}: invalid self-description: {reason}")]
     Description { file: String, reason: String },
+    #[error("plugin {file}: {reason}")]
+    Manifest { file: String, reason: String },
 }
 
 /// A plugin's self-description, checked.
@@ -78,6 +87,8 @@ pub struct LoadedPlugin {
     pub file: PathBuf,
     pub description: Description,
     pub limits: Limits,
+    grants: Grants,
+    running: Option<Slots>,
     pre: PluginPre<JobState>,
 }
 
@@ -87,9 +98,12 @@ impl LoadedPlugin {
         engine: &Engine,
         linker: &wasmtime::component::Linker<JobState>,
         path: &Path,
-        limits: Limits,
     ) -> Result<Self, LoadError> {
         let file = path.display().to_string();
+        let Settings { limits, grants } = manifest::load(path).map_err(|reason| LoadError::Manifest {
+            file: file.clone(),
+            reason,
+        })?;
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             file: file.clone(),
             error,
@@ -114,6 +128,8 @@ impl LoadedPlugin {
                 handles: Vec::new(),
             },
             limits,
+            running: limits.concurrency.map(Slots::new),
+            grants,
             pre,
         };
         let info = plugin.describe().map_err(|reason| LoadError::Describe {
@@ -134,7 +150,7 @@ impl LoadedPlugin {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let state = JobState::new(self.name(), job_id, limits);
+        let state = JobState::new(self.name(), job_id, limits, &self.grants);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks_for(timeout));
@@ -155,6 +171,7 @@ impl LoadedPlugin {
 
     /// Runs one job in a fresh instance. Nothing of a previous job is visible to it.
     pub fn run(&self, job: &Job) -> RunOutcome {
+        let _slot = self.running.as_ref().map(Slots::acquire);
         let mut store = self.new_store(&job.id, self.limits.timeout);
         let result = self.pre.instantiate(&mut store).and_then(|instance| {
             instance
@@ -208,6 +225,40 @@ impl LoadedPlugin {
             );
         }
         one_line_text(&text)
+    }
+}
+
+/// A counting semaphore for a plugin's own concurrency limit. Job threads
+/// block on it, so a limited plugin never runs more than its share at once.
+struct Slots {
+    free: std::sync::Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: u32) -> Self {
+        Slots {
+            free: std::sync::Mutex::new(count),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Slot<'_> {
+        let mut free = self.free.lock().expect("slots lock");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("slots lock");
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("slots lock") += 1;
+        self.0.freed.notify_one();
     }
 }
 

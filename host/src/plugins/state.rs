@@ -3,10 +3,11 @@
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::LogLevel;
 use super::guest_output::GuestOutput;
+use super::manifest::Grants;
 use super::bindings::jobhost::plugin::{host, types};
 use crate::envelope::JobType;
 
@@ -34,14 +35,20 @@ pub struct JobState {
 }
 
 impl JobState {
-    pub fn new(plugin: &str, job_id: &str, limits: StoreLimits) -> Self {
+    pub fn new(plugin: &str, job_id: &str, limits: StoreLimits, grants: &Grants) -> Self {
         // The default WASI context grants nothing: no files, no network, no
         // environment; clocks and randomness are allowed.
         let stderr = GuestOutput::new(plugin, job_id, "stderr");
-        let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(plugin, job_id, "stdout"))
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput::new(plugin, job_id, "stdout"))
             .stderr(stderr.clone())
-            .build();
+            .envs(&grants.env);
+        for dir in &grants.dirs {
+            if let Err(error) = wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly) {
+                tracing::warn!(%plugin, %job_id, host = %dir.host.display(), %error, "granted directory not available");
+            }
+        }
+        let wasi = wasi.build();
         JobState {
             wasi,
             stderr,
