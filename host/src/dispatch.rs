@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::broker::Delivery;
 use crate::envelope::{Envelope, now_ms};
 use crate::outcome::{Outcome, RetryPolicy};
-use crate::plugins::{Job, PluginSet, RunOutcome};
+use crate::plugins::{Job, Registry, RunOutcome};
 
 /// A delivery and what became of it, waiting to be recorded.
 #[derive(Debug)]
@@ -21,14 +21,14 @@ pub struct Finished {
 
 /// Runs jobs against the current plugin set.
 pub struct Dispatcher {
-    plugins: Arc<PluginSet>,
+    plugins: Arc<Registry>,
     policy: RetryPolicy,
     /// An entry delivered more often than this without an ack is poison.
     max_deliveries: u64,
 }
 
 impl Dispatcher {
-    pub fn new(plugins: Arc<PluginSet>, policy: RetryPolicy, max_deliveries: u64) -> Self {
+    pub fn new(plugins: Arc<Registry>, policy: RetryPolicy, max_deliveries: u64) -> Self {
         Dispatcher {
             plugins,
             policy,
@@ -70,7 +70,9 @@ impl Dispatcher {
     }
 
     fn run(&self, envelope: &Envelope) -> (Outcome, Option<String>) {
-        let plugin = self.plugins.route(envelope.job_type.as_str());
+        // The set current now: a reload while this job runs does not affect it.
+        let plugins = self.plugins.current();
+        let plugin = plugins.route(envelope.job_type.as_str());
         // The job's own limit wins over its plugin's, which wins over the host's.
         let max_attempts = envelope
             .max_attempts

@@ -19,7 +19,7 @@ use crate::dispatch::{Dispatcher, Finished};
 use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
 use crate::outcome::{Outcome, RetryPolicy};
-use crate::plugins::{DirError, Runtime};
+use crate::plugins::{CodeCache, DirError, Registry, Runtime};
 use crate::pool::{Done, Pool, Task};
 use crate::shutdown::Shutdown;
 
@@ -40,6 +40,8 @@ pub struct HostConfig {
     /// Entries idle this long are presumed abandoned by a dead or hung host and
     /// reclaimed. Live hosts refresh their own entries well within it.
     pub claim_idle: Duration,
+    /// Where compiled plugins are cached; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
     /// An entry delivered more often than this without an ack is dead-lettered as poison.
     pub max_deliveries: u64,
 }
@@ -75,9 +77,11 @@ pub fn default_consumer_name() -> String {
 /// Runs the host until `shutdown` triggers, then lets in-flight jobs finish.
 pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError> {
     let concurrency = config.concurrency.max(1);
-    let runtime = Runtime::new(concurrency as u32).map_err(|e| HostError::Runtime(e.to_string()))?;
-    let plugins = Arc::new(runtime.load_dir(&config.plugins_dir)?);
-    if plugins.plugins().is_empty() {
+    let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
+        .map_err(|e| HostError::Runtime(e.to_string()))?;
+    let plugins = Arc::new(Registry::open(runtime, &config.plugins_dir)?);
+    let _watcher = watch_plugins(plugins.clone());
+    if plugins.current().plugins().is_empty() {
         tracing::warn!(
             dir = %config.plugins_dir.display(),
             "no plugins loaded; jobs will wait for a host that handles their type"
@@ -148,6 +152,33 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads plugins as their files change, off the job path, until dropped.
+fn watch_plugins(registry: Arc<Registry>) -> Option<impl Drop> {
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let watcher = match crate::plugins::watch(registry.dir(), move |files| {
+        let _ = changed_tx.send(files);
+    }) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the plugins folder; plugin changes need a restart");
+            return None;
+        }
+    };
+    // Ends when the watcher (and with it the sender) is dropped.
+    tokio::spawn(async move {
+        while let Some(files) = changed_rx.recv().await {
+            let registry = registry.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for file in files {
+                    registry.reload(&file);
+                }
+            })
+            .await;
+        }
+    });
+    Some(watcher)
 }
 
 /// Entry ids of the jobs this host holds, for the heartbeat.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::envelope::{Envelope, JobType};
-use crate::plugins::{Job, RunOutcome, Runtime};
+use crate::plugins::{CodeCache, Job, RunOutcome, Runtime};
 
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
@@ -33,7 +33,7 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
     } else {
         args.payload.into_bytes()
     };
-    let runtime = Runtime::new(1).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
+    let runtime = Runtime::new(1, CodeCache::new(None)).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&args.plugin)?;
     let envelope = Envelope::new(job_type, payload);
     let job = Job {

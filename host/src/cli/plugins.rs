@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::plugins::{Pattern, Runtime};
+use crate::plugins::{CodeCache, Pattern, Runtime};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -17,7 +17,7 @@ pub enum PluginsCommand {
 
 pub fn execute(command: PluginsCommand) -> anyhow::Result<i32> {
     let PluginsCommand::Check { file } = command;
-    let runtime = Runtime::new(1).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
+    let runtime = Runtime::new(1, CodeCache::new(None)).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&file)?;
     let description = &plugin.description;
     println!("{} {}", description.name, description.version);

@@ -37,6 +37,12 @@ pub struct RunArgs {
     /// Backoff before the first retry; doubles with each attempt (full jitter).
     #[arg(long, value_name = "DURATION", env = env::RETRY_BASE, default_value = "1s", value_parser = parse_duration)]
     pub retry_base: Duration,
+    /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/jobhost or ~/.cache/jobhost].
+    #[arg(long, value_name = "DIR", env = env::CACHE_DIR)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile plugins on every start instead of caching their code.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Longest backoff between two attempts.
     #[arg(long, value_name = "DURATION", env = env::RETRY_CAP, default_value = "5m", value_parser = parse_duration)]
     pub retry_cap: Duration,
@@ -61,6 +67,11 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
             max_attempts: args.max_attempts,
         },
         claim_idle: args.claim_idle.max(Duration::from_millis(100)),
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir.or_else(default_cache_dir)
+        },
         max_deliveries: args.max_deliveries.max(1),
     };
     let (trigger, shutdown) = crate::shutdown::channel();
@@ -74,6 +85,13 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
     });
     host::run(config, shutdown).await?;
     Ok(0)
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("jobhost"))
 }
 
 async fn wait_for_signal() {

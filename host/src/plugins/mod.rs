@@ -1,12 +1,15 @@
 //! Plugins: the wasmtime engine, loading and checking components, routing job
-//! types to them, and running one job in a fresh instance.
+//! types to them, hot reload, and running one job in a fresh instance.
 
 mod bindings;
+pub mod cache;
 pub mod engine;
 mod guest_output;
 pub mod manifest;
 pub mod plugin;
+pub mod registry;
 pub mod routing;
+mod watch;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -17,23 +20,28 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use bindings::Job;
+pub use cache::{CacheUse, CodeCache};
 pub use plugin::{Description, Limits, LoadError, LoadedPlugin, RunOutcome};
+pub use registry::Registry;
 pub use routing::{Pattern, Routes};
+pub use watch::watch;
 pub use state::FollowUp;
 
 use engine::EpochTicker;
 use state::JobState;
 
-/// The engine and linker shared by every plugin, and the epoch clock.
+/// The engine and linker shared by every plugin, the compiled-code cache, and
+/// the epoch clock.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<JobState>,
+    cache: CodeCache,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// A runtime able to run `max_concurrent_jobs` instances at once.
-    pub fn new(max_concurrent_jobs: u32) -> wasmtime::Result<Self> {
+    pub fn new(max_concurrent_jobs: u32, cache: CodeCache) -> wasmtime::Result<Self> {
         let engine = engine::new_engine(max_concurrent_jobs)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -42,31 +50,14 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            cache,
             _ticker: ticker,
         })
     }
 
-    /// Loads and checks one plugin file.
+    /// Loads and checks one plugin file (and its manifest).
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        LoadedPlugin::load(&self.engine, &self.linker, path)
-    }
-
-    /// Loads every `*.wasm` in `dir`. A bad file is logged and skipped so the
-    /// others still serve; only a missing folder is an error.
-    pub fn load_dir(&self, dir: &Path) -> Result<PluginSet, DirError> {
-        let files = wasm_files(dir)?;
-        let mut set = PluginSet::default();
-        for file in files {
-            match self.load(&file) {
-                Ok(plugin) => {
-                    if let Err(conflict) = set.add(plugin) {
-                        tracing::error!("{conflict}");
-                    }
-                }
-                Err(error) => tracing::error!("{error}"),
-            }
-        }
-        Ok(set)
+        LoadedPlugin::load(&self.engine, &self.linker, &self.cache, path)
     }
 }
 
@@ -78,7 +69,8 @@ pub struct DirError {
     pub error: std::io::Error,
 }
 
-fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
+/// The `*.wasm` files in `dir`, sorted.
+pub fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
     let error = |error| DirError {
         dir: dir.to_owned(),
         error,
@@ -86,7 +78,7 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(error)? {
         let path = entry.map_err(error)?.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") && path.is_file() {
+        if is_plugin_file(&path) && path.is_file() {
             files.push(path);
         }
     }
@@ -94,7 +86,13 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, DirError> {
     Ok(files)
 }
 
-/// The loaded plugins and the routing table over them.
+/// Whether `path` names a plugin component.
+pub fn is_plugin_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "wasm")
+}
+
+/// The loaded plugins and the routing table over them: one immutable version,
+/// swapped as a whole when a plugin changes.
 #[derive(Default, Clone)]
 pub struct PluginSet {
     routes: Routes<Arc<LoadedPlugin>>,
@@ -103,17 +101,9 @@ pub struct PluginSet {
 
 impl PluginSet {
     /// Adds a plugin unless one of its types is already taken.
-    pub fn add(&mut self, plugin: LoadedPlugin) -> Result<(), routing::Conflict> {
-        let plugin = Arc::new(plugin);
+    pub fn add(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), routing::Conflict> {
         self.routes
             .insert(&plugin.file, &plugin.description.handles, plugin.clone())?;
-        tracing::info!(
-            plugin = %plugin.description.name,
-            version = %plugin.description.version,
-            file = %plugin.file.display(),
-            handles = %plugin.description.handles.iter().map(Pattern::as_str).collect::<Vec<_>>().join(","),
-            "plugin loaded"
-        );
         self.plugins.push(plugin);
         Ok(())
     }

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
-use wasmtime::component::Component;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 
 use super::bindings::{Failure, Job, PluginInfo, PluginPre};
+use super::cache::{CacheUse, CodeCache, content_hash};
 use super::engine::ticks_for;
 use super::manifest::{self, Grants, Settings};
 use super::routing::Pattern;
@@ -85,6 +85,10 @@ pub enum RunOutcome {
 /// A plugin ready to run jobs.
 pub struct LoadedPlugin {
     pub file: PathBuf,
+    /// SHA-256 of the component file: which build of the plugin this is.
+    pub content_hash: String,
+    /// Whether its compiled code came from the cache.
+    pub cache_use: CacheUse,
     pub description: Description,
     pub limits: Limits,
     grants: Grants,
@@ -97,6 +101,7 @@ impl LoadedPlugin {
     pub fn load(
         engine: &Engine,
         linker: &wasmtime::component::Linker<JobState>,
+        cache: &CodeCache,
         path: &Path,
     ) -> Result<Self, LoadError> {
         let file = path.display().to_string();
@@ -109,10 +114,13 @@ impl LoadedPlugin {
             error,
         })?;
         check_header(&file, &bytes)?;
-        let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
-            file: file.clone(),
-            reason: one_line(&e),
-        })?;
+        let content_hash = content_hash(&bytes);
+        let (component, cache_use) = cache
+            .component(engine, &bytes, &content_hash)
+            .map_err(|e| LoadError::Invalid {
+                file: file.clone(),
+                reason: one_line(&e),
+            })?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
@@ -122,6 +130,8 @@ impl LoadedPlugin {
             })?;
         let mut plugin = LoadedPlugin {
             file: path.to_owned(),
+            content_hash,
+            cache_use,
             description: Description {
                 name: String::new(),
                 version: String::new(),
@@ -143,6 +153,11 @@ impl LoadedPlugin {
 
     pub fn name(&self) -> &str {
         &self.description.name
+    }
+
+    /// The first 12 hex digits of the content hash, for logs.
+    pub fn short_hash(&self) -> &str {
+        &self.content_hash[..12]
     }
 
     fn new_store(&self, job_id: &str, timeout: Duration) -> Store<JobState> {
