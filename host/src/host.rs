@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::broker::{Broker, BrokerError, Delivery, Record};
 use crate::dispatch::{Dispatcher, Finished};
 use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
+use crate::metrics::Metrics;
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{CodeCache, DirError, Registry, Runtime};
 use crate::pool::{Done, Pool, Task};
@@ -42,6 +44,8 @@ pub struct HostConfig {
     pub claim_idle: Duration,
     /// Where compiled plugins are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// An entry delivered more often than this without an ack is dead-lettered as poison.
     pub max_deliveries: u64,
 }
@@ -55,6 +59,8 @@ pub enum HostError {
     Runtime(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("cannot serve metrics on {addr}: {error}")]
+    Metrics { addr: String, error: std::io::Error },
 }
 
 /// Most entries read in one XREADGROUP.
@@ -79,7 +85,8 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let concurrency = config.concurrency.max(1);
     let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
         .map_err(|e| HostError::Runtime(e.to_string()))?;
-    let plugins = Arc::new(Registry::open(runtime, &config.plugins_dir)?);
+    let metrics = Arc::new(Metrics::default());
+    let plugins = Arc::new(Registry::open(runtime, &config.plugins_dir, metrics.clone())?);
     let _watcher = watch_plugins(plugins.clone());
     if plugins.current().plugins().is_empty() {
         tracing::warn!(
@@ -105,7 +112,23 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         concurrency,
         "consuming"
     );
-    let recorder = tokio::spawn(record_outcomes(broker.clone(), done_rx, in_flight.clone()));
+    let http = match config.metrics_addr {
+        Some(addr) => Some(
+            crate::http::serve(addr, metrics.clone(), shutdown.clone())
+                .await
+                .map_err(|error| HostError::Metrics {
+                    addr: addr.to_string(),
+                    error,
+                })?,
+        ),
+        None => None,
+    };
+    let recorder = tokio::spawn(record_outcomes(
+        broker.clone(),
+        done_rx,
+        in_flight.clone(),
+        metrics.clone(),
+    ));
     let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
     // The heartbeat outlives the reader: jobs draining after a signal stay fresh.
     let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
@@ -121,8 +144,10 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         slots,
         in_flight,
         claim_idle: config.claim_idle,
+        metrics: metrics.clone(),
     };
     reader.run(shutdown).await;
+    metrics.healthy.store(false, Ordering::Relaxed);
 
     tracing::info!("stopping: no new jobs are read; waiting for jobs in flight");
     let threads = pool.close();
@@ -145,6 +170,9 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     stop_heartbeat.trigger();
     let _ = heartbeat.await;
     let _ = promoter.await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     if drained.is_ok()
         && let Err(error) = broker.leave().await
     {
@@ -208,11 +236,13 @@ struct Reader<'a> {
     slots: Arc<Semaphore>,
     in_flight: InFlight,
     claim_idle: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader<'_> {
     async fn run(&mut self, mut shutdown: Shutdown) {
-        let mut health = Health::default();
+        let mut health = Health::new(Some(self.metrics.clone()));
+        self.metrics.healthy.store(true, Ordering::Relaxed);
         let claim_every = self.claim_idle / 2;
         let mut next_claim = Instant::now();
         while !shutdown.is_triggered() {
@@ -263,6 +293,7 @@ impl Reader<'_> {
     async fn reclaim(&mut self, count: usize) -> Result<Vec<Delivery>, BrokerError> {
         let claimed = self.broker.claim_stale(self.claim_idle, count).await?;
         if !claimed.is_empty() {
+            self.metrics.reclaimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
             tracing::info!(count = claimed.len(), "reclaimed entries idle past {}", humantime::format_duration(self.claim_idle));
         }
         for name in self.broker.remove_gone_consumers(self.claim_idle * 3).await? {
@@ -280,6 +311,7 @@ impl Reader<'_> {
             let Some(permit) = permits.pop() else {
                 break;
             };
+            self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
             self.pool.submit(Task { delivery, permit });
         }
         permits
@@ -317,8 +349,13 @@ async fn heartbeat(mut broker: Broker, in_flight: InFlight, claim_idle: Duration
 
 /// Writes outcomes as jobs finish, batching what is ready. An outcome that
 /// cannot be written is kept and retried until Redis takes it: never dropped.
-async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>, in_flight: InFlight) {
-    let mut health = Health::default();
+async fn record_outcomes(
+    mut broker: Broker,
+    mut done: UnboundedReceiver<Done>,
+    in_flight: InFlight,
+    metrics: Arc<Metrics>,
+) {
+    let mut health = Health::new(None);
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let now_ms = now_ms();
@@ -342,7 +379,8 @@ async fn record_outcomes(mut broker: Broker, mut done: UnboundedReceiver<Done>, 
         drop(records);
         for done in batch.drain(..) {
             in_flight.remove(&done.finished.delivery.entry_id);
-            log_finished(&done.finished);
+            metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            log_finished(&done.finished, &metrics);
         }
     }
 }
@@ -363,7 +401,7 @@ async fn promote_due_jobs(mut broker: Broker, mut shutdown: Shutdown) {
     }
 }
 
-fn log_finished(finished: &Finished) {
+fn log_finished(finished: &Finished, metrics: &Metrics) {
     let delivery = &finished.delivery;
     let (job_id, job_type, attempt, trace_id) = match &delivery.job {
         Ok(job) => (
@@ -377,6 +415,7 @@ fn log_finished(finished: &Finished) {
     let plugin = finished.plugin.as_deref().unwrap_or("-");
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
+    metrics.job_finished(outcome, job_type, plugin, finished.duration);
     match &finished.outcome {
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
@@ -394,16 +433,27 @@ fn log_finished(finished: &Finished) {
 }
 
 /// Tracks whether Redis answers, logging each change of state once, and the
-/// backoff before the next try.
-#[derive(Default)]
+/// backoff before the next try. The reader's health is the host's health.
 struct Health {
     failures: u32,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Health {
+    fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        Health {
+            failures: 0,
+            metrics,
+        }
+    }
+
     fn ok(&mut self) {
         if self.failures > 0 {
             tracing::info!("Redis reachable again");
+            if let Some(metrics) = &self.metrics {
+                metrics.redis_reconnects.fetch_add(1, Ordering::Relaxed);
+                metrics.healthy.store(true, Ordering::Relaxed);
+            }
         }
         self.failures = 0;
     }
@@ -411,6 +461,9 @@ impl Health {
     fn failed(&mut self, error: &BrokerError) -> Duration {
         if self.failures == 0 {
             tracing::warn!(%error, "Redis unreachable; retrying with backoff");
+            if let Some(metrics) = &self.metrics {
+                metrics.healthy.store(false, Ordering::Relaxed);
+            }
         }
         self.failures = self.failures.saturating_add(1);
         let exponent = self.failures.min(8);

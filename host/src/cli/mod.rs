@@ -28,6 +28,7 @@ pub mod env {
     pub const RETRY_CAP: &str = "JOBHOST_RETRY_CAP";
     pub const LOG_FORMAT: &str = "JOBHOST_LOG_FORMAT";
     pub const CACHE_DIR: &str = "JOBHOST_CACHE_DIR";
+    pub const METRICS: &str = "JOBHOST_METRICS";
 }
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

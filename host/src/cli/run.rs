@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/jobhost or ~/.cache/jobhost].
     #[arg(long, value_name = "DIR", env = env::CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and health on /healthz (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", env = env::METRICS)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Compile plugins on every start instead of caching their code.
     #[arg(long)]
     pub no_cache: bool,
@@ -67,6 +70,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
             max_attempts: args.max_attempts,
         },
         claim_idle: args.claim_idle.max(Duration::from_millis(100)),
+        metrics_addr: args.metrics,
         cache_dir: if args.no_cache {
             None
         } else {

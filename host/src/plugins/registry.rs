@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
+
+use crate::metrics::Metrics;
 
 use super::{DirError, LoadedPlugin, PluginSet, Runtime, wasm_files};
 
 /// The plugins of one folder.
 pub struct Registry {
     runtime: Runtime,
+    metrics: Arc<Metrics>,
     dir: PathBuf,
     /// The accepted version of each file; reloads are serialized by this lock.
     accepted: Mutex<BTreeMap<PathBuf, Arc<LoadedPlugin>>>,
@@ -22,7 +26,7 @@ pub struct Registry {
 impl Registry {
     /// Loads every `*.wasm` in `dir`. A bad file is logged and skipped so the
     /// others still serve; only an unreadable folder is an error.
-    pub fn open(runtime: Runtime, dir: &Path) -> Result<Self, DirError> {
+    pub fn open(runtime: Runtime, dir: &Path, metrics: Arc<Metrics>) -> Result<Self, DirError> {
         // Absolute, so paths from the folder listing and from the watcher agree.
         let dir = std::fs::canonicalize(dir).map_err(|error| DirError {
             dir: dir.to_owned(),
@@ -31,6 +35,7 @@ impl Registry {
         let files = wasm_files(&dir)?;
         let registry = Registry {
             runtime,
+            metrics,
             dir,
             accepted: Mutex::new(BTreeMap::new()),
             current: RwLock::new(Arc::new(PluginSet::default())),
@@ -65,6 +70,7 @@ impl Registry {
         let plugin = match self.runtime.load(file) {
             Ok(plugin) => Arc::new(plugin),
             Err(error) => {
+                self.metrics.plugin_load_errors.fetch_add(1, Ordering::Relaxed);
                 match accepted.get(file) {
                     Some(old) => tracing::error!(version = %old.short_hash(), "{error}; the previous version keeps serving"),
                     None => tracing::error!("{error}"),
@@ -77,17 +83,21 @@ impl Registry {
             let _ = others.add(other.clone());
         }
         if let Err(conflict) = others.add(plugin.clone()) {
+            self.metrics.plugin_load_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!("{conflict}");
             return;
         }
         let description = &plugin.description;
         let handles = description.handles.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
         match accepted.insert(file.to_owned(), plugin.clone()) {
-            Some(old) => tracing::info!(
+            Some(old) => {
+                self.metrics.plugin_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
                 plugin = %description.name, version = %description.version, hash = %plugin.short_hash(),
                 previous = %old.short_hash(), cache = %plugin.cache_use.label(), file = %file.display(), %handles,
                 "plugin reloaded"
-            ),
+                )
+            }
             None => tracing::info!(
                 plugin = %description.name, version = %description.version, hash = %plugin.short_hash(),
                 cache = %plugin.cache_use.label(), file = %file.display(), %handles,

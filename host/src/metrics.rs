@@ -1,0 +1,148 @@
+//! Counters and gauges of one host, rendered in the Prometheus text format.
+//!
+//! Hand-rolled rather than a metrics framework: a handful of series, updated
+//! once per batch of outcomes, read by one HTTP endpoint.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Distinct (outcome, type, plugin) series kept before new types are counted as `other`,
+/// so a producer inventing types cannot grow memory without bound.
+const MAX_JOB_SERIES: usize = 1000;
+/// Upper bounds of the handler duration histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// All metrics of a host.
+#[derive(Default)]
+pub struct Metrics {
+    jobs: Mutex<BTreeMap<(String, String, String), u64>>,
+    durations: Mutex<BTreeMap<String, Histogram>>,
+    pub in_flight: AtomicU64,
+    pub retries: AtomicU64,
+    pub dlq_writes: AtomicU64,
+    pub expired: AtomicU64,
+    pub reclaimed: AtomicU64,
+    pub plugin_reloads: AtomicU64,
+    pub plugin_load_errors: AtomicU64,
+    pub redis_reconnects: AtomicU64,
+    /// Whether Redis answered the last command and the reader is consuming.
+    pub healthy: AtomicBool,
+}
+
+impl Metrics {
+    /// Counts one finished job.
+    pub fn job_finished(&self, outcome: &str, job_type: &str, plugin: &str, duration: Duration) {
+        {
+            let mut jobs = self.jobs.lock().expect("metrics lock");
+            let key = (outcome.to_owned(), job_type.to_owned(), plugin.to_owned());
+            if jobs.len() < MAX_JOB_SERIES || jobs.contains_key(&key) {
+                *jobs.entry(key).or_default() += 1;
+            } else {
+                *jobs
+                    .entry((outcome.to_owned(), "other".to_owned(), plugin.to_owned()))
+                    .or_default() += 1;
+            }
+        }
+        match outcome {
+            "retry" => self.retries.fetch_add(1, Ordering::Relaxed),
+            "dead" => self.dlq_writes.fetch_add(1, Ordering::Relaxed),
+            "expired" => self.expired.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        if plugin != "-" {
+            let seconds = duration.as_secs_f64();
+            let mut durations = self.durations.lock().expect("metrics lock");
+            let histogram = durations.entry(plugin.to_owned()).or_default();
+            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
+                if seconds <= *bound {
+                    *count += 1;
+                }
+            }
+            histogram.sum += seconds;
+            histogram.count += 1;
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP jobhost_jobs_total Jobs finished, by outcome, type and plugin.\n");
+        out.push_str("# TYPE jobhost_jobs_total counter\n");
+        for ((outcome, job_type, plugin), count) in self.jobs.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jobhost_jobs_total{{outcome=\"{}\",type=\"{}\",plugin=\"{}\"}} {count}",
+                escape(outcome),
+                escape(job_type),
+                escape(plugin)
+            );
+        }
+        out.push_str("# HELP jobhost_handler_duration_seconds Time to run one job in its plugin.\n");
+        out.push_str("# TYPE jobhost_handler_duration_seconds histogram\n");
+        for (plugin, histogram) in self.durations.lock().expect("metrics lock").iter() {
+            let plugin = escape(plugin);
+            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter()) {
+                let _ = writeln!(
+                    out,
+                    "jobhost_handler_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "jobhost_handler_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(out, "jobhost_handler_duration_seconds_sum{{plugin=\"{plugin}\"}} {}", histogram.sum);
+            let _ = writeln!(out, "jobhost_handler_duration_seconds_count{{plugin=\"{plugin}\"}} {}", histogram.count);
+        }
+        let simple: [(&str, &str, &str, &AtomicU64); 8] = [
+            ("jobhost_jobs_in_flight", "gauge", "Jobs read and not yet recorded.", &self.in_flight),
+            ("jobhost_retries_total", "counter", "Failed attempts scheduled for a retry.", &self.retries),
+            ("jobhost_dlq_writes_total", "counter", "Jobs moved to the dead-letter stream.", &self.dlq_writes),
+            ("jobhost_expired_total", "counter", "Jobs skipped because they expired.", &self.expired),
+            ("jobhost_reclaimed_total", "counter", "Entries reclaimed from dead or hung hosts.", &self.reclaimed),
+            ("jobhost_plugin_reloads_total", "counter", "Plugins replaced by a new version of their file.", &self.plugin_reloads),
+            ("jobhost_plugin_load_errors_total", "counter", "Plugin files refused.", &self.plugin_load_errors),
+            ("jobhost_redis_reconnects_total", "counter", "Times Redis became reachable again.", &self.redis_reconnects),
+        ];
+        for (name, kind, help, value) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_jobs_show_up_by_outcome_type_and_plugin() {
+        let metrics = Metrics::default();
+        metrics.job_finished("done", "orders.created", "orders", Duration::from_micros(300));
+        metrics.job_finished("done", "orders.created", "orders", Duration::from_millis(20));
+        metrics.job_finished("retry", "x\"y", "-", Duration::ZERO);
+        let text = metrics.render();
+        assert!(text.contains("jobhost_jobs_total{outcome=\"done\",type=\"orders.created\",plugin=\"orders\"} 2\n"));
+        assert!(text.contains("jobhost_jobs_total{outcome=\"retry\",type=\"x\\\"y\",plugin=\"-\"} 1\n"));
+        assert!(text.contains("jobhost_handler_duration_seconds_bucket{plugin=\"orders\",le=\"0.0005\"} 1\n"));
+        assert!(text.contains("jobhost_handler_duration_seconds_count{plugin=\"orders\"} 2\n"));
+        assert!(text.contains("jobhost_retries_total 1\n"));
+    }
+}
