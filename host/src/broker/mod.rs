@@ -1,6 +1,7 @@
 //! Redis Streams: connecting, reading jobs through the consumer group, and
 //! recording each job's outcome atomically.
 
+mod admin;
 mod entries;
 mod produce;
 mod reclaim;
@@ -12,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use thiserror::Error;
 
+pub use admin::{Admin, DeadJob, Replay};
 pub use entries::{Delivery, Malformed};
 pub use produce::Producer;
 pub use record::Record;

@@ -2,6 +2,7 @@
 //! its own file. Every flag can also come from the environment variable named
 //! in its help; a flag given on the command line wins.
 
+mod dlq;
 mod enqueue;
 mod generate;
 mod invoke;
@@ -60,6 +61,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Run one job through one plugin locally, without Redis.
     Invoke(invoke::InvokeArgs),
+    /// Inspect and repair the dead-letter stream.
+    Dlq(dlq::DlqArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -107,6 +110,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Run(args) => run::execute(args).await,
                     Command::Enqueue(args) => enqueue::execute(args).await,
                     Command::Generate(args) => generate::execute(args).await,
+                    Command::Dlq(args) => dlq::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

@@ -1,0 +1,195 @@
+//! Operating on a queue: the dead-letter stream (list, show, replay, purge,
+//! drain) and the figures `jobhost stats` shows.
+
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script, Value};
+
+use super::{BrokerError, connect_writer, open_client, redact};
+use crate::keys::QueueKeys;
+
+/// Entries read per XRANGE page.
+const PAGE: usize = 500;
+
+/// One dead-letter entry: its id and fields, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadJob {
+    pub id: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl DeadJob {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What became of a replay request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// Back on the stream under this new entry id.
+    Replayed(String),
+    Missing,
+    /// Replayed this many times already; needs `--force`.
+    Frozen(u32),
+}
+
+/// Administrative access to one queue.
+pub struct Admin {
+    url: String,
+    keys: QueueKeys,
+    conn: ConnectionManager,
+    replay: Script,
+}
+
+impl Admin {
+    pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
+        let client = open_client(url)?;
+        let conn = connect_writer(&client)
+            .await
+            .map_err(|e| BrokerError::Connect {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        Ok(Admin {
+            url: redact(url),
+            keys,
+            conn,
+            replay: Script::new(include_str!("replay.lua")),
+        })
+    }
+
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    fn error(&self, error: RedisError) -> BrokerError {
+        BrokerError::Command {
+            url: self.url.clone(),
+            error,
+        }
+    }
+
+    /// Dead jobs, oldest first, optionally only of one type, at most `limit`.
+    pub async fn dead_jobs(
+        &mut self,
+        job_type: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<DeadJob>, BrokerError> {
+        let mut found = Vec::new();
+        let mut start = "-".to_owned();
+        loop {
+            let page: Value = redis::cmd("XRANGE")
+                .arg(&self.keys.dlq)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            let page = parse_entries(page);
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                start = format!("({}", last.id);
+            }
+            for job in page {
+                if job_type.is_none_or(|t| job.field("type") == Some(t)) {
+                    found.push(job);
+                    if limit.is_some_and(|limit| found.len() >= limit) {
+                        return Ok(found);
+                    }
+                }
+            }
+            if !full {
+                return Ok(found);
+            }
+        }
+    }
+
+    pub async fn dead_job(&mut self, id: &str) -> Result<Option<DeadJob>, BrokerError> {
+        let page: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.dlq)
+            .arg(id)
+            .arg(id)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(parse_entries(page).into_iter().next())
+    }
+
+    /// Puts a dead job back on its stream (see `replay.lua`).
+    pub async fn replay(&mut self, id: &str, max_replays: u32, force: bool) -> Result<Replay, BrokerError> {
+        let reply: Vec<String> = self
+            .replay
+            .key(&self.keys.dlq)
+            .key(&self.keys.stream)
+            .arg(id)
+            .arg(max_replays)
+            .arg(if force { "force" } else { "" })
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(match reply.as_slice() {
+            [status, id] if status == "ok" => Replay::Replayed(id.clone()),
+            [status, count] if status == "frozen" => Replay::Frozen(count.parse().unwrap_or(0)),
+            _ => Replay::Missing,
+        })
+    }
+
+    /// Deletes the given dead-letter entries; returns how many existed.
+    pub async fn delete(&mut self, ids: &[String]) -> Result<u64, BrokerError> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(PAGE) {
+            let count: u64 = redis::cmd("XDEL")
+                .arg(&self.keys.dlq)
+                .arg(chunk)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            deleted += count;
+        }
+        Ok(deleted)
+    }
+
+    /// Runs a read-only command against this queue's keys, for stats.
+    pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
+        cmd.query_async(&mut self.conn).await.map_err(|e| self.error(e))
+    }
+}
+
+fn parse_entries(value: Value) -> Vec<DeadJob> {
+    let Value::Array(entries) = value else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let Value::Array(mut parts) = entry else {
+                return None;
+            };
+            let fields = parts.pop()?;
+            let id = text(parts.pop()?)?;
+            let Value::Array(flat) = fields else {
+                return None;
+            };
+            let mut pairs = Vec::new();
+            let mut flat = flat.into_iter();
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                pairs.push((text(k)?, text(v)?));
+            }
+            Some(DeadJob { id, fields: pairs })
+        })
+        .collect()
+}
+
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::SimpleString(s) => Some(s),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
