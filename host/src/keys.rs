@@ -14,6 +14,8 @@ pub struct QueueKeys {
     pub delayed: String,
     /// The dead-letter stream.
     pub dlq: String,
+    /// Hash of outcome counters (done, retry, dead, expired), for `jobhost stats`.
+    pub counters: String,
     /// The consumer group every host of this queue reads through.
     pub group: String,
 }
@@ -40,6 +42,7 @@ impl QueueKeys {
             stream: format!("{prefix}:stream"),
             delayed: format!("{prefix}:delayed"),
             dlq: format!("{prefix}:dlq"),
+            counters: format!("{prefix}:counters"),
             group: GROUP.to_owned(),
         }
     }

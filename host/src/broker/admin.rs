@@ -26,6 +26,34 @@ impl DeadJob {
     }
 }
 
+/// The state of one queue, as `jobhost stats` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Entries in the stream: waiting plus in flight.
+    pub stream_length: u64,
+    /// Entries delivered to a host and not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet delivered to any host.
+    pub lag: u64,
+    pub consumers: Vec<ConsumerStats>,
+    /// Jobs waiting for their time (delayed jobs and retries).
+    pub delayed: u64,
+    pub dead_letters: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub expired: u64,
+}
+
+/// One host's consumer in the group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumerStats {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
 /// What became of a replay request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {
@@ -157,6 +185,94 @@ impl Admin {
     /// Runs a read-only command against this queue's keys, for stats.
     pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
         cmd.query_async(&mut self.conn).await.map_err(|e| self.error(e))
+    }
+}
+
+impl Admin {
+    /// Queue names under `namespace` that have a stream.
+    pub async fn queues(&mut self, namespace: &str) -> Result<Vec<String>, BrokerError> {
+        let pattern = format!("{namespace}:{{*}}:stream");
+        let mut cursor: u64 = 0;
+        let mut queues = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            queues.extend(keys.iter().filter_map(|key| {
+                let rest = key.strip_prefix(namespace)?.strip_prefix(":{")?;
+                Some(rest.strip_suffix("}:stream")?.to_owned())
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        queues.sort();
+        queues.dedup();
+        Ok(queues)
+    }
+
+    /// The figures of this admin's queue.
+    pub async fn stats(&mut self) -> Result<QueueStats, BrokerError> {
+        let keys = self.keys.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(&keys.stream);
+        pipe.cmd("ZCARD").arg(&keys.delayed);
+        pipe.cmd("XLEN").arg(&keys.dlq);
+        pipe.cmd("HGETALL").arg(&keys.counters);
+        let (stream_length, delayed, dead_letters, counters): (u64, u64, u64, std::collections::HashMap<String, u64>) =
+            pipe.query_async(&mut self.conn).await.map_err(|e| self.error(e))?;
+        let groups: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&keys.stream)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap_or_default();
+        let group = groups
+            .iter()
+            .find(|group| group.get("name").and_then(|v| text(v.clone())).as_deref() == Some(keys.group.as_str()));
+        let number = |map: Option<&std::collections::HashMap<String, Value>>, name: &str| match map.and_then(|m| m.get(name)) {
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        };
+        let consumers = if group.is_some() {
+            let list: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&keys.stream)
+                .arg(&keys.group)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            list.iter()
+                .map(|c| ConsumerStats {
+                    name: c.get("name").and_then(|v| text(v.clone())).unwrap_or_default(),
+                    pending: number(Some(c), "pending"),
+                    idle_ms: number(Some(c), "idle"),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+        Ok(QueueStats {
+            queue: keys.queue.clone(),
+            stream_length,
+            pending: number(group, "pending"),
+            lag: number(group, "lag"),
+            consumers,
+            delayed,
+            dead_letters,
+            processed: counter("done"),
+            failed: counter("dead"),
+            retried: counter("retry"),
+            expired: counter("expired"),
+        })
     }
 }
 

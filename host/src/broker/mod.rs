@@ -13,7 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use thiserror::Error;
 
-pub use admin::{Admin, DeadJob, Replay};
+pub use admin::{Admin, ConsumerStats, DeadJob, QueueStats, Replay};
 pub use entries::{Delivery, Malformed};
 pub use produce::Producer;
 pub use record::Record;

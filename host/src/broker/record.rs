@@ -23,10 +23,11 @@ impl Record<'_> {
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(script_sha)
-            .arg(3)
+            .arg(4)
             .arg(&keys.stream)
             .arg(&keys.delayed)
             .arg(&keys.dlq)
+            .arg(&keys.counters)
             .arg(&keys.group)
             .arg(&self.delivery.entry_id);
         match (self.outcome, &self.delivery.job) {

@@ -1,6 +1,7 @@
 -- Records the outcome of one delivered job in one atomic step.
 --
--- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its dead-letter stream
+-- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its dead-letter stream,
+-- KEYS[4] its counters hash (field per outcome: done, retry, dead, expired)
 -- ARGV[1] consumer group, ARGV[2] stream entry id, ARGV[3] action:
 --   "done"  ARGV[4] = number of follow-up jobs, then per job: field count, then its fields (k, v, ...)
 --   "retry" ARGV[4] = due time (ms since epoch), ARGV[5] = the next attempt's fields as a JSON list
@@ -20,6 +21,7 @@ end
 redis.call('XDEL', KEYS[1], ARGV[2])
 
 local action = ARGV[3]
+redis.call('HINCRBY', KEYS[4], action == 'ack' and 'expired' or action, 1)
 if action == 'done' then
   local jobs = tonumber(ARGV[4])
   local at = 5

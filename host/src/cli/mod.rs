@@ -8,6 +8,7 @@ mod generate;
 mod invoke;
 mod plugins;
 mod run;
+mod stats;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -63,6 +64,8 @@ pub enum Command {
     Invoke(invoke::InvokeArgs),
     /// Inspect and repair the dead-letter stream.
     Dlq(dlq::DlqArgs),
+    /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
+    Stats(stats::StatsArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -111,6 +114,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Enqueue(args) => enqueue::execute(args).await,
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
+                    Command::Stats(args) => stats::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })
