@@ -2,6 +2,7 @@
 //! its own file. Every flag can also come from the environment variable named
 //! in its help; a flag given on the command line wins.
 
+mod bench;
 mod dlq;
 mod enqueue;
 mod generate;
@@ -66,6 +67,8 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
     Stats(stats::StatsArgs),
+    /// Measure per-job overhead (build with --release first).
+    Bench(bench::BenchArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -103,6 +106,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Invoke(args) => invoke::execute(args),
         Command::Plugins(command) => plugins::execute(command),
+        Command::Bench(args) => bench::execute(args),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -115,7 +119,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
-                    Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
+                    Command::Invoke(_) | Command::Plugins(_) | Command::Bench(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }
