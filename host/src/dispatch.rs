@@ -78,7 +78,10 @@ impl Dispatcher {
             .max_attempts
             .or(plugin.and_then(|p| p.limits.max_attempts))
             .unwrap_or(self.policy.max_attempts);
-        let fail = |error: String| self.policy.after_failure(envelope.attempt, max_attempts, error);
+        let fail = |error: String| {
+            self.policy
+                .after_failure(envelope.attempt, max_attempts, error)
+        };
         let Some(plugin) = plugin else {
             // Another host, or a plugin loaded later, may handle it: retry first.
             return (

@@ -319,7 +319,12 @@ mod tests {
             Envelope::from_fields("1-0", &no_type),
             Err(EnvelopeError::Missing("type"))
         );
-        let v2 = fields(&[("v", "2"), ("type", "a"), ("payload", "x"), ("produced_at", "t")]);
+        let v2 = fields(&[
+            ("v", "2"),
+            ("type", "a"),
+            ("payload", "x"),
+            ("produced_at", "t"),
+        ]);
         assert_eq!(
             Envelope::from_fields("1-0", &v2),
             Err(EnvelopeError::Version("2".into()))

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::{Broker, BrokerError, Delivery, Record};
 use crate::dispatch::{Dispatcher, Finished};
@@ -86,7 +86,11 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
         .map_err(|e| HostError::Runtime(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
-    let plugins = Arc::new(Registry::open(runtime, &config.plugins_dir, metrics.clone())?);
+    let plugins = Arc::new(Registry::open(
+        runtime,
+        &config.plugins_dir,
+        metrics.clone(),
+    )?);
     let _watcher = watch_plugins(plugins.clone());
     if plugins.current().plugins().is_empty() {
         tracing::warn!(
@@ -99,7 +103,11 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     broker.ensure_group().await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let dispatcher = Arc::new(Dispatcher::new(plugins, config.retry, config.max_deliveries));
+    let dispatcher = Arc::new(Dispatcher::new(
+        plugins,
+        config.retry,
+        config.max_deliveries,
+    ));
     let pool = Pool::start(concurrency, dispatcher, done_tx);
     // Read ahead one job per thread so threads never wait on Redis.
     let slots = Arc::new(Semaphore::new(concurrency * 2));
@@ -216,7 +224,10 @@ struct InFlight(Arc<Mutex<HashSet<String>>>);
 impl InFlight {
     /// Adds an entry; false when it was already held (a reclaim of our own entry).
     fn insert(&self, entry_id: &str) -> bool {
-        self.0.lock().expect("in-flight lock").insert(entry_id.to_owned())
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .insert(entry_id.to_owned())
     }
 
     fn remove(&self, entry_id: &str) {
@@ -224,7 +235,12 @@ impl InFlight {
     }
 
     fn snapshot(&self) -> Vec<String> {
-        self.0.lock().expect("in-flight lock").iter().cloned().collect()
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -293,17 +309,31 @@ impl Reader<'_> {
     async fn reclaim(&mut self, count: usize) -> Result<Vec<Delivery>, BrokerError> {
         let claimed = self.broker.claim_stale(self.claim_idle, count).await?;
         if !claimed.is_empty() {
-            self.metrics.reclaimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
-            tracing::info!(count = claimed.len(), "reclaimed entries idle past {}", humantime::format_duration(self.claim_idle));
+            self.metrics
+                .reclaimed
+                .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+            tracing::info!(
+                count = claimed.len(),
+                "reclaimed entries idle past {}",
+                humantime::format_duration(self.claim_idle)
+            );
         }
-        for name in self.broker.remove_gone_consumers(self.claim_idle * 3).await? {
+        for name in self
+            .broker
+            .remove_gone_consumers(self.claim_idle * 3)
+            .await?
+        {
             tracing::info!(consumer = %name, "removed a consumer that is gone and holds no entries");
         }
         Ok(claimed)
     }
 
     /// Hands deliveries to the pool, one slot each; returns the unused slots.
-    fn submit(&self, deliveries: Vec<Delivery>, mut permits: Vec<OwnedSemaphorePermit>) -> Vec<OwnedSemaphorePermit> {
+    fn submit(
+        &self,
+        deliveries: Vec<Delivery>,
+        mut permits: Vec<OwnedSemaphorePermit>,
+    ) -> Vec<OwnedSemaphorePermit> {
         for delivery in deliveries {
             if !self.in_flight.insert(&delivery.entry_id) {
                 continue; // Already running here; the reclaim only refreshed it.
@@ -318,7 +348,12 @@ impl Reader<'_> {
     }
 
     /// Waits out a Redis failure; false when shutdown came first.
-    async fn back_off(&mut self, health: &mut Health, error: &BrokerError, shutdown: &mut Shutdown) -> bool {
+    async fn back_off(
+        &mut self,
+        health: &mut Health,
+        error: &BrokerError,
+        shutdown: &mut Shutdown,
+    ) -> bool {
         let wait = health.failed(error);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -333,7 +368,12 @@ impl Reader<'_> {
 
 /// Keeps this host marked alive and its in-flight entries fresh until stopped,
 /// beating three times per `claim_idle` so one missed beat costs nothing.
-async fn heartbeat(mut broker: Broker, in_flight: InFlight, claim_idle: Duration, mut stop: Shutdown) {
+async fn heartbeat(
+    mut broker: Broker,
+    in_flight: InFlight,
+    claim_idle: Duration,
+    mut stop: Shutdown,
+) {
     let mut ticker = tokio::time::interval((claim_idle / 3).max(Duration::from_millis(30)));
     loop {
         tokio::select! {
@@ -470,4 +510,3 @@ impl Health {
         (Duration::from_millis(50) * (1 << exponent)).min(MAX_BACKOFF)
     }
 }
-

@@ -34,7 +34,8 @@ pub async fn serve(
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, &metrics)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), respond(stream, &metrics)).await;
             });
         }
     }))
@@ -63,8 +64,16 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
             "text/plain",
             "redis unreachable or not consuming\n".to_owned(),
         ),
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics or /healthz\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
     };
     let head = format!(
         "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -89,7 +89,9 @@ impl Metrics {
                 escape(plugin)
             );
         }
-        out.push_str("# HELP jobhost_handler_duration_seconds Time to run one job in its plugin.\n");
+        out.push_str(
+            "# HELP jobhost_handler_duration_seconds Time to run one job in its plugin.\n",
+        );
         out.push_str("# TYPE jobhost_handler_duration_seconds histogram\n");
         for (plugin, histogram) in self.durations.lock().expect("metrics lock").iter() {
             let plugin = escape(plugin);
@@ -104,28 +106,83 @@ impl Metrics {
                 "jobhost_handler_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {}",
                 histogram.count
             );
-            let _ = writeln!(out, "jobhost_handler_duration_seconds_sum{{plugin=\"{plugin}\"}} {}", histogram.sum);
-            let _ = writeln!(out, "jobhost_handler_duration_seconds_count{{plugin=\"{plugin}\"}} {}", histogram.count);
+            let _ = writeln!(
+                out,
+                "jobhost_handler_duration_seconds_sum{{plugin=\"{plugin}\"}} {}",
+                histogram.sum
+            );
+            let _ = writeln!(
+                out,
+                "jobhost_handler_duration_seconds_count{{plugin=\"{plugin}\"}} {}",
+                histogram.count
+            );
         }
         let simple: [(&str, &str, &str, &AtomicU64); 8] = [
-            ("jobhost_jobs_in_flight", "gauge", "Jobs read and not yet recorded.", &self.in_flight),
-            ("jobhost_retries_total", "counter", "Failed attempts scheduled for a retry.", &self.retries),
-            ("jobhost_dlq_writes_total", "counter", "Jobs moved to the dead-letter stream.", &self.dlq_writes),
-            ("jobhost_expired_total", "counter", "Jobs skipped because they expired.", &self.expired),
-            ("jobhost_reclaimed_total", "counter", "Entries reclaimed from dead or hung hosts.", &self.reclaimed),
-            ("jobhost_plugin_reloads_total", "counter", "Plugins replaced by a new version of their file.", &self.plugin_reloads),
-            ("jobhost_plugin_load_errors_total", "counter", "Plugin files refused.", &self.plugin_load_errors),
-            ("jobhost_redis_reconnects_total", "counter", "Times Redis became reachable again.", &self.redis_reconnects),
+            (
+                "jobhost_jobs_in_flight",
+                "gauge",
+                "Jobs read and not yet recorded.",
+                &self.in_flight,
+            ),
+            (
+                "jobhost_retries_total",
+                "counter",
+                "Failed attempts scheduled for a retry.",
+                &self.retries,
+            ),
+            (
+                "jobhost_dlq_writes_total",
+                "counter",
+                "Jobs moved to the dead-letter stream.",
+                &self.dlq_writes,
+            ),
+            (
+                "jobhost_expired_total",
+                "counter",
+                "Jobs skipped because they expired.",
+                &self.expired,
+            ),
+            (
+                "jobhost_reclaimed_total",
+                "counter",
+                "Entries reclaimed from dead or hung hosts.",
+                &self.reclaimed,
+            ),
+            (
+                "jobhost_plugin_reloads_total",
+                "counter",
+                "Plugins replaced by a new version of their file.",
+                &self.plugin_reloads,
+            ),
+            (
+                "jobhost_plugin_load_errors_total",
+                "counter",
+                "Plugin files refused.",
+                &self.plugin_load_errors,
+            ),
+            (
+                "jobhost_redis_reconnects_total",
+                "counter",
+                "Times Redis became reachable again.",
+                &self.redis_reconnects,
+            ),
         ];
         for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         out
     }
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -135,13 +192,29 @@ mod tests {
     #[test]
     fn finished_jobs_show_up_by_outcome_type_and_plugin() {
         let metrics = Metrics::default();
-        metrics.job_finished("done", "orders.created", "orders", Duration::from_micros(300));
-        metrics.job_finished("done", "orders.created", "orders", Duration::from_millis(20));
+        metrics.job_finished(
+            "done",
+            "orders.created",
+            "orders",
+            Duration::from_micros(300),
+        );
+        metrics.job_finished(
+            "done",
+            "orders.created",
+            "orders",
+            Duration::from_millis(20),
+        );
         metrics.job_finished("retry", "x\"y", "-", Duration::ZERO);
         let text = metrics.render();
-        assert!(text.contains("jobhost_jobs_total{outcome=\"done\",type=\"orders.created\",plugin=\"orders\"} 2\n"));
-        assert!(text.contains("jobhost_jobs_total{outcome=\"retry\",type=\"x\\\"y\",plugin=\"-\"} 1\n"));
-        assert!(text.contains("jobhost_handler_duration_seconds_bucket{plugin=\"orders\",le=\"0.0005\"} 1\n"));
+        assert!(text.contains(
+            "jobhost_jobs_total{outcome=\"done\",type=\"orders.created\",plugin=\"orders\"} 2\n"
+        ));
+        assert!(
+            text.contains("jobhost_jobs_total{outcome=\"retry\",type=\"x\\\"y\",plugin=\"-\"} 1\n")
+        );
+        assert!(text.contains(
+            "jobhost_handler_duration_seconds_bucket{plugin=\"orders\",le=\"0.0005\"} 1\n"
+        ));
         assert!(text.contains("jobhost_handler_duration_seconds_count{plugin=\"orders\"} 2\n"));
         assert!(text.contains("jobhost_retries_total 1\n"));
     }

@@ -149,7 +149,12 @@ impl Admin {
     }
 
     /// Puts a dead job back on its stream (see `replay.lua`).
-    pub async fn replay(&mut self, id: &str, max_replays: u32, force: bool) -> Result<Replay, BrokerError> {
+    pub async fn replay(
+        &mut self,
+        id: &str,
+        max_replays: u32,
+        force: bool,
+    ) -> Result<Replay, BrokerError> {
         let reply: Vec<String> = self
             .replay
             .key(&self.keys.dlq)
@@ -183,8 +188,13 @@ impl Admin {
     }
 
     /// Runs a read-only command against this queue's keys, for stats.
-    pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
-        cmd.query_async(&mut self.conn).await.map_err(|e| self.error(e))
+    pub async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, BrokerError> {
+        cmd.query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))
     }
 }
 
@@ -226,18 +236,27 @@ impl Admin {
         pipe.cmd("ZCARD").arg(&keys.delayed);
         pipe.cmd("XLEN").arg(&keys.dlq);
         pipe.cmd("HGETALL").arg(&keys.counters);
-        let (stream_length, delayed, dead_letters, counters): (u64, u64, u64, std::collections::HashMap<String, u64>) =
-            pipe.query_async(&mut self.conn).await.map_err(|e| self.error(e))?;
+        let (stream_length, delayed, dead_letters, counters): (
+            u64,
+            u64,
+            u64,
+            std::collections::HashMap<String, u64>,
+        ) = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))?;
         let groups: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&keys.stream)
             .query_async(&mut self.conn)
             .await
             .unwrap_or_default();
-        let group = groups
-            .iter()
-            .find(|group| group.get("name").and_then(|v| text(v.clone())).as_deref() == Some(keys.group.as_str()));
-        let number = |map: Option<&std::collections::HashMap<String, Value>>, name: &str| match map.and_then(|m| m.get(name)) {
+        let group = groups.iter().find(|group| {
+            group.get("name").and_then(|v| text(v.clone())).as_deref() == Some(keys.group.as_str())
+        });
+        let number = |map: Option<&std::collections::HashMap<String, Value>>, name: &str| match map
+            .and_then(|m| m.get(name))
+        {
             Some(Value::Int(n)) => (*n).max(0) as u64,
             _ => 0,
         };
@@ -251,7 +270,10 @@ impl Admin {
                 .map_err(|e| self.error(e))?;
             list.iter()
                 .map(|c| ConsumerStats {
-                    name: c.get("name").and_then(|v| text(v.clone())).unwrap_or_default(),
+                    name: c
+                        .get("name")
+                        .and_then(|v| text(v.clone()))
+                        .unwrap_or_default(),
                     pending: number(Some(c), "pending"),
                     idle_ms: number(Some(c), "idle"),
                 })

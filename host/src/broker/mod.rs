@@ -34,7 +34,9 @@ const PROMOTE_BATCH: usize = 500;
 pub enum BrokerError {
     #[error("invalid Redis URL {url}: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot reach Redis at {url}: {reason}; is redis-server running? (set --redis or REDIS_URL)")]
+    #[error(
+        "cannot reach Redis at {url}: {reason}; is redis-server running? (set --redis or REDIS_URL)"
+    )]
     Connect { url: String, reason: String },
     #[error("Redis at {url}: {error}")]
     Command { url: String, error: RedisError },
@@ -87,7 +89,11 @@ pub struct Broker {
 
 impl Broker {
     /// Connects (failing fast with a clear message when Redis is unreachable).
-    pub async fn connect(url: &str, keys: QueueKeys, consumer: String) -> Result<Self, BrokerError> {
+    pub async fn connect(
+        url: &str,
+        keys: QueueKeys,
+        consumer: String,
+    ) -> Result<Self, BrokerError> {
         let client = open_client(url)?;
         let redacted = redact(url);
         let connect_error = |e: RedisError| BrokerError::Connect {

@@ -79,7 +79,11 @@ impl Broker {
 
     /// Heartbeat: renews this host's liveness key for `ttl` and resets the idle
     /// time of its in-flight entries.
-    pub async fn heartbeat(&mut self, entry_ids: &[String], ttl: Duration) -> Result<(), BrokerError> {
+    pub async fn heartbeat(
+        &mut self,
+        entry_ids: &[String],
+        ttl: Duration,
+    ) -> Result<(), BrokerError> {
         redis::cmd("SET")
             .arg(self.keys.alive(&self.consumer))
             .arg(1)
@@ -125,7 +129,10 @@ impl Broker {
 
     /// Removes other consumers idle for longer than `idle` whose host is gone
     /// (no liveness key) and that hold no entries. Returns their names.
-    pub async fn remove_gone_consumers(&mut self, idle: Duration) -> Result<Vec<String>, BrokerError> {
+    pub async fn remove_gone_consumers(
+        &mut self,
+        idle: Duration,
+    ) -> Result<Vec<String>, BrokerError> {
         let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&self.keys.stream)

@@ -34,7 +34,8 @@ impl Record<'_> {
             (Outcome::Done { follow_ups, .. }, Ok(parent)) => {
                 cmd.arg("done").arg(follow_ups.len());
                 for follow_up in follow_ups {
-                    let mut job = Envelope::new(follow_up.job_type.clone(), follow_up.payload.clone());
+                    let mut job =
+                        Envelope::new(follow_up.job_type.clone(), follow_up.payload.clone());
                     job.trace_id = parent.trace_id.clone();
                     job.producer = Some(format!("jobhost:{}", parent.job_type));
                     let fields = job.to_fields();

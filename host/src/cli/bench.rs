@@ -18,7 +18,10 @@ pub struct BenchArgs {
     #[arg(long = "type", value_name = "TYPE", default_value = "hello.bench")]
     pub job_type: String,
     /// Payload of every job (~100 bytes of JSON by default).
-    #[arg(long, default_value = r#"{"name":"bench","order":{"id":12345,"items":[{"sku":"tea-green","qty":2}],"note":"x"}}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"name":"bench","order":{"id":12345,"items":[{"sku":"tea-green","qty":2}],"note":"x"}}"#
+    )]
     pub payload: String,
     /// Jobs per run.
     #[arg(long, default_value_t = 20_000)]

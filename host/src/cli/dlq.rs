@@ -100,7 +100,9 @@ pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
                     }
                     Replay::Frozen(count) => {
                         refused += 1;
-                        eprintln!("{id}: frozen after {count} replays; use --force to replay anyway");
+                        eprintln!(
+                            "{id}: frozen after {count} replays; use --force to replay anyway"
+                        );
                     }
                 }
             }

@@ -41,7 +41,8 @@ pub struct EnqueueArgs {
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
-    parse_rfc3339_ms(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z)"))
+    parse_rfc3339_ms(text)
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z)"))
 }
 
 pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
@@ -70,7 +71,9 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     if let Some(expires_in) = args.expires_in {
         job.expires_at = Some(format_rfc3339_ms(now + expires_in.as_millis() as u64));
     }
-    let due = args.at.or(args.delay.map(|delay| now + delay.as_millis() as u64));
+    let due = args
+        .at
+        .or(args.delay.map(|delay| now + delay.as_millis() as u64));
     let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
     match due {
         Some(due) if due > now => producer.schedule(&job, due).await?,

@@ -56,7 +56,8 @@ pub async fn execute(args: GenerateArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut last_report = (Instant::now(), 0u64);
-    let mut ticker = tokio::time::interval(Duration::from_millis(10).min(Duration::from_secs_f64(1.0 / rate)));
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(10).min(Duration::from_secs_f64(1.0 / rate)));
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
@@ -71,9 +72,10 @@ pub async fn execute(args: GenerateArgs) -> anyhow::Result<i32> {
         }
         let jobs: Vec<Envelope> = (0..want)
             .map(|_| {
-                let payload = args.payload.clone().unwrap_or_else(|| {
-                    format!("{} {}", uuid::Uuid::new_v4(), now_rfc3339())
-                });
+                let payload = args
+                    .payload
+                    .clone()
+                    .unwrap_or_else(|| format!("{} {}", uuid::Uuid::new_v4(), now_rfc3339()));
                 let mut job = Envelope::new(job_type.clone(), payload.into_bytes());
                 job.producer = Some(producer_name.clone());
                 job

@@ -33,7 +33,8 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
     } else {
         args.payload.into_bytes()
     };
-    let runtime = Runtime::new(1, CodeCache::new(None)).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
+    let runtime = Runtime::new(1, CodeCache::new(None))
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&args.plugin)?;
     let envelope = Envelope::new(job_type, payload);
     let job = Job {
@@ -45,7 +46,12 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
         max_attempts: crate::outcome::RetryPolicy::default().max_attempts,
         trace_id: None,
     };
-    if plugin.description.handles.iter().all(|p| !p.matches(&job.job_type)) {
+    if plugin
+        .description
+        .handles
+        .iter()
+        .all(|p| !p.matches(&job.job_type))
+    {
         eprintln!(
             "note: {} does not declare type {}; a host would not route it there",
             plugin.name(),

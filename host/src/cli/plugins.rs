@@ -17,7 +17,8 @@ pub enum PluginsCommand {
 
 pub fn execute(command: PluginsCommand) -> anyhow::Result<i32> {
     let PluginsCommand::Check { file } = command;
-    let runtime = Runtime::new(1, CodeCache::new(None)).map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
+    let runtime = Runtime::new(1, CodeCache::new(None))
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&file)?;
     let description = &plugin.description;
     println!("{} {}", description.name, description.version);

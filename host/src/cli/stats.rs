@@ -36,7 +36,8 @@ pub async fn execute(args: StatsArgs) -> anyhow::Result<i32> {
         };
         let mut all = Vec::with_capacity(queues.len());
         for queue in queues {
-            let mut queue_admin = Admin::connect(&url, QueueKeys::new(&args.queue.namespace, &queue)).await?;
+            let mut queue_admin =
+                Admin::connect(&url, QueueKeys::new(&args.queue.namespace, &queue)).await?;
             all.push(queue_admin.stats().await?);
         }
         if args.watch && !args.json {

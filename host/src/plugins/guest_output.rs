@@ -148,7 +148,11 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -182,7 +186,8 @@ mod tests {
     #[test]
     fn a_rust_panic_report_is_kept_to_explain_the_trap() {
         let output = GuestOutput::new("p", "j", "stderr");
-        output.accept(b"thread '<unnamed>' (1) panicked at src/lib.rs:13:25:\nboom\nnote: run with");
+        output
+            .accept(b"thread '<unnamed>' (1) panicked at src/lib.rs:13:25:\nboom\nnote: run with");
         assert_eq!(
             output.panic_message().as_deref(),
             Some("panicked at src/lib.rs:13:25: boom")

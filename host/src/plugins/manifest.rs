@@ -100,7 +100,9 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
         limits.timeout = humantime::parse_duration(&timeout)
             .ok()
             .filter(|t| *t > Duration::ZERO)
-            .ok_or_else(|| format!("manifest: limits.timeout {timeout:?} is not a duration (e.g. 10s)"))?;
+            .ok_or_else(|| {
+                format!("manifest: limits.timeout {timeout:?} is not a duration (e.g. 10s)")
+            })?;
     }
     limits.max_attempts = manifest.limits.max_attempts.filter(|n| *n > 0);
     limits.concurrency = manifest.limits.concurrency.filter(|n| *n > 0);

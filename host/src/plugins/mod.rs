@@ -9,8 +9,8 @@ pub mod manifest;
 pub mod plugin;
 pub mod registry;
 pub mod routing;
-mod watch;
 mod state;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,8 +24,8 @@ pub use cache::{CacheUse, CodeCache};
 pub use plugin::{Description, Limits, LoadError, LoadedPlugin, RunOutcome};
 pub use registry::Registry;
 pub use routing::{Pattern, Routes};
-pub use watch::watch;
 pub use state::FollowUp;
+pub use watch::watch;
 
 use engine::EpochTicker;
 use state::JobState;

@@ -105,22 +105,24 @@ impl LoadedPlugin {
         path: &Path,
     ) -> Result<Self, LoadError> {
         let file = path.display().to_string();
-        let Settings { limits, grants } = manifest::load(path).map_err(|reason| LoadError::Manifest {
-            file: file.clone(),
-            reason,
-        })?;
+        let Settings { limits, grants } =
+            manifest::load(path).map_err(|reason| LoadError::Manifest {
+                file: file.clone(),
+                reason,
+            })?;
         let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
             file: file.clone(),
             error,
         })?;
         check_header(&file, &bytes)?;
         let content_hash = content_hash(&bytes);
-        let (component, cache_use) = cache
-            .component(engine, &bytes, &content_hash)
-            .map_err(|e| LoadError::Invalid {
-                file: file.clone(),
-                reason: one_line(&e),
-            })?;
+        let (component, cache_use) =
+            cache
+                .component(engine, &bytes, &content_hash)
+                .map_err(|e| LoadError::Invalid {
+                    file: file.clone(),
+                    reason: one_line(&e),
+                })?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)

@@ -70,9 +70,13 @@ impl Registry {
         let plugin = match self.runtime.load(file) {
             Ok(plugin) => Arc::new(plugin),
             Err(error) => {
-                self.metrics.plugin_load_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .plugin_load_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 match accepted.get(file) {
-                    Some(old) => tracing::error!(version = %old.short_hash(), "{error}; the previous version keeps serving"),
+                    Some(old) => {
+                        tracing::error!(version = %old.short_hash(), "{error}; the previous version keeps serving")
+                    }
                     None => tracing::error!("{error}"),
                 }
                 return;
@@ -83,12 +87,19 @@ impl Registry {
             let _ = others.add(other.clone());
         }
         if let Err(conflict) = others.add(plugin.clone()) {
-            self.metrics.plugin_load_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .plugin_load_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!("{conflict}");
             return;
         }
         let description = &plugin.description;
-        let handles = description.handles.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",");
+        let handles = description
+            .handles
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         match accepted.insert(file.to_owned(), plugin.clone()) {
             Some(old) => {
                 self.metrics.plugin_reloads.fetch_add(1, Ordering::Relaxed);

@@ -168,7 +168,11 @@ mod tests {
             .insert(Path::new("orders.wasm"), &pats(&["orders.*"]), "orders")
             .unwrap();
         routes
-            .insert(Path::new("created.wasm"), &pats(&["orders.created"]), "created")
+            .insert(
+                Path::new("created.wasm"),
+                &pats(&["orders.created"]),
+                "created",
+            )
             .unwrap();
         assert_eq!(routes.route("orders.created"), Some(&"created"));
         assert_eq!(routes.route("orders.paid"), Some(&"orders"));

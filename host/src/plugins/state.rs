@@ -6,9 +6,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::LogLevel;
+use super::bindings::jobhost::plugin::{host, types};
 use super::guest_output::GuestOutput;
 use super::manifest::Grants;
-use super::bindings::jobhost::plugin::{host, types};
 use crate::envelope::JobType;
 
 /// Follow-up jobs one job may emit; more is a guest bug, not a workload.
@@ -103,7 +103,9 @@ impl host::Host for JobState {
 
     fn enqueue(&mut self, job_type: String, payload: Vec<u8>) -> Result<(), String> {
         if self.follow_ups.len() >= MAX_FOLLOW_UPS {
-            return Err(format!("a job may enqueue at most {MAX_FOLLOW_UPS} follow-up jobs"));
+            return Err(format!(
+                "a job may enqueue at most {MAX_FOLLOW_UPS} follow-up jobs"
+            ));
         }
         if payload.len() > MAX_FOLLOW_UP_PAYLOAD {
             return Err(format!(

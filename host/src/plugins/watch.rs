@@ -55,8 +55,14 @@ mod tests {
 
     #[test]
     fn manifests_map_to_their_component_and_other_files_are_ignored() {
-        assert_eq!(plugin_file_for(Path::new("/p/a.wasm")), Some(PathBuf::from("/p/a.wasm")));
-        assert_eq!(plugin_file_for(Path::new("/p/a.toml")), Some(PathBuf::from("/p/a.wasm")));
+        assert_eq!(
+            plugin_file_for(Path::new("/p/a.wasm")),
+            Some(PathBuf::from("/p/a.wasm"))
+        );
+        assert_eq!(
+            plugin_file_for(Path::new("/p/a.toml")),
+            Some(PathBuf::from("/p/a.wasm"))
+        );
         assert_eq!(plugin_file_for(Path::new("/p/a.wasm.tmp")), None);
         assert_eq!(plugin_file_for(Path::new("/p/.cache")), None);
     }

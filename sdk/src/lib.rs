@@ -1,0 +1,198 @@
+//! Write jobhost job handlers in Rust.
+//!
+//! A plugin is a crate built as a `cdylib` for `wasm32-wasip2`. It names the
+//! job types it handles and one function that runs a job:
+//!
+//! ```
+//! use jobhost_sdk::{Error, Job};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Greeting {
+//!     name: String,
+//! }
+//!
+//! fn handle(job: Job) -> Result<String, Error> {
+//!     let greeting: Greeting = job.json()?; // invalid JSON: fatal, straight to the DLQ
+//!     if greeting.name.is_empty() {
+//!         return Err(Error::fatal("name is empty"));
+//!     }
+//!     jobhost_sdk::info!("greeting {}", greeting.name);
+//!     jobhost_sdk::enqueue("greetings.sent", greeting.name.as_bytes())?;
+//!     Ok(format!("Hello, {}!", greeting.name))
+//! }
+//!
+//! jobhost_sdk::plugin! {
+//!     name: "greeter",
+//!     version: "1.0.0",
+//!     handles: ["greetings.*"],
+//!     handler: handle,
+//! }
+//!
+//! // Handlers are plain functions: test them natively with `cargo test`.
+//! let output = handle(Job::new("greetings.new", r#"{"name":"Ada"}"#)).unwrap();
+//! assert_eq!(output, "Hello, Ada!");
+//! assert_eq!(jobhost_sdk::testing::take_enqueued()[0].0, "greetings.sent");
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and drop the
+//! `.wasm` into the folder `jobhost run --plugins` watches.
+//!
+//! - Return output on success: anything that converts into [`Output`]
+//!   (`()`, `String`, `&str`, `Vec<u8>`, or [`Output::json`]).
+//! - [`Error::retry`] for failures worth another attempt (retried with
+//!   exponential backoff), [`Error::fatal`] for ones that never succeed.
+//!   A panic or a trap counts as retryable.
+//! - [`trace!`], [`debug!`], [`info!`], [`warn!`], [`error!`] log through the
+//!   host, tagged with plugin and job id; [`log`] adds key/value fields.
+//! - [`enqueue`] emits follow-up jobs, written only if this job succeeds.
+
+#![deny(missing_docs)]
+
+extern crate self as jobhost_sdk;
+
+#[doc(hidden)]
+pub mod __bindings {
+    include!("bindings.rs");
+}
+mod error;
+mod host;
+mod job;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use error::{Error, Output};
+pub use host::{Level, enqueue, enqueue_json, log};
+pub use job::Job;
+
+/// Logs at info level, `format!`-style.
+///
+/// ```
+/// jobhost_sdk::info!("order {} accepted", 7);
+/// ```
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log($crate::Level::Info, &::std::format!($($arg)*), &[]) };
+}
+
+/// Logs at trace level, `format!`-style.
+///
+/// ```
+/// jobhost_sdk::trace!("step {}", 1);
+/// ```
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => { $crate::log($crate::Level::Trace, &::std::format!($($arg)*), &[]) };
+}
+
+/// Logs at debug level, `format!`-style.
+///
+/// ```
+/// jobhost_sdk::debug!("payload is {} bytes", 12);
+/// ```
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log($crate::Level::Debug, &::std::format!($($arg)*), &[]) };
+}
+
+/// Logs at warn level, `format!`-style.
+///
+/// ```
+/// jobhost_sdk::warn!("slow upstream: {} ms", 900);
+/// ```
+#[macro_export]
+macro_rules! warn {
+    ($($arg:tt)*) => { $crate::log($crate::Level::Warn, &::std::format!($($arg)*), &[]) };
+}
+
+/// Logs at error level, `format!`-style.
+///
+/// ```
+/// jobhost_sdk::error!("upstream said {}", 500);
+/// ```
+#[macro_export]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log($crate::Level::Error, &::std::format!($($arg)*), &[]) };
+}
+
+/// Exports a plugin: its name, version, the job types it handles (exact
+/// names or patterns with `*`) and its handler, a function
+/// `fn(Job) -> Result<impl Into<Output>, Error>`. Use it once per crate.
+///
+/// ```
+/// fn handle(job: jobhost_sdk::Job) -> Result<(), jobhost_sdk::Error> {
+///     jobhost_sdk::info!("got {}", job.id());
+///     Ok(())
+/// }
+///
+/// jobhost_sdk::plugin! {
+///     name: "audit",
+///     version: env!("CARGO_PKG_VERSION"),
+///     handles: ["audit.*", "users.deleted"],
+///     handler: handle,
+/// }
+/// ```
+#[macro_export]
+macro_rules! plugin {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        handles: [$($handles:expr),+ $(,)?],
+        handler: $handler:path $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __JobhostPlugin;
+
+        impl $crate::__private::Guest for __JobhostPlugin {
+            fn describe() -> $crate::__private::PluginInfo {
+                $crate::__private::describe($name, $version, &[$($handles),+])
+            }
+
+            fn handle(
+                job: $crate::__private::WitJob,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__private::Failure> {
+                $crate::__private::run(job, $handler)
+            }
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        $crate::__bindings::__export_plugin!(__JobhostPlugin with_types_in $crate::__bindings);
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::__bindings::exports::jobhost::plugin::handler::{
+        Failure, Guest, Job as WitJob, PluginInfo,
+    };
+    pub use wit_bindgen;
+
+    use crate::{Error, Job, Output};
+
+    pub fn describe(name: &str, version: &str, handles: &[&str]) -> PluginInfo {
+        PluginInfo {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            handles: handles.iter().map(|h| (*h).to_owned()).collect(),
+        }
+    }
+
+    pub fn run<O: Into<Output>>(
+        job: WitJob,
+        handler: fn(Job) -> Result<O, Error>,
+    ) -> Result<Vec<u8>, Failure> {
+        let job = Job {
+            id: job.id,
+            job_type: job.job_type,
+            payload: job.payload,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            trace_id: job.trace_id,
+            enqueued_at_ms: job.enqueued_at_ms,
+        };
+        match handler(job) {
+            Ok(output) => Ok(output.into().into_bytes()),
+            Err(error) if error.is_fatal() => Err(Failure::Fatal(error.message().to_owned())),
+            Err(error) => Err(Failure::Retry(error.message().to_owned())),
+        }
+    }
+}
