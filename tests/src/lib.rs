@@ -1,1 +1,84 @@
-//! The end-to-end test harness.
+//! The end-to-end test harness: real `redis-server` processes on free loopback
+//! ports, the real `jobhost` binary, real plugins built from `plugins/`.
+//!
+//! Tests wait on conditions with deadlines ([`wait_until`]), never on sleeps.
+
+mod binaries;
+mod host;
+mod redis_server;
+mod wait;
+
+pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
+pub use host::{Host, jobhost, jobhost_with_stdin};
+pub use redis_server::RedisServer;
+pub use wait::wait_until;
+
+/// Key names of the default queue (namespace `jobhost`, queue `default`).
+pub mod keys {
+    pub const STREAM: &str = "jobhost:{default}:stream";
+    pub const DELAYED: &str = "jobhost:{default}:delayed";
+    pub const DLQ: &str = "jobhost:{default}:dlq";
+    pub const COUNTERS: &str = "jobhost:{default}:counters";
+    pub const GROUP: &str = "workers";
+}
+
+/// One stream entry: id and fields.
+pub type Entry = (String, std::collections::HashMap<String, String>);
+
+/// Every entry of `stream`, oldest first.
+pub fn entries(conn: &mut redis::Connection, stream: &str) -> Vec<Entry> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(conn)
+        .expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let fields = entry
+                .map
+                .into_iter()
+                .map(|(k, v)| {
+                    let text: String = redis::from_redis_value(v).unwrap_or_default();
+                    (k, text)
+                })
+                .collect();
+            (entry.id, fields)
+        })
+        .collect()
+}
+
+/// Entries of the default group delivered and not yet acknowledged.
+pub fn pending_count(conn: &mut redis::Connection) -> u64 {
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(keys::STREAM)
+        .arg(keys::GROUP)
+        .query(conn)
+        .unwrap_or(redis::Value::Nil);
+    match reply {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// Writes an envelope-v1 entry the way any producer could, with raw XADD.
+pub fn xadd_job(conn: &mut redis::Connection, job_type: &str, payload: &str) -> String {
+    redis::cmd("XADD")
+        .arg(keys::STREAM)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("type")
+        .arg(job_type)
+        .arg("payload")
+        .arg(payload)
+        .arg("produced_at")
+        .arg("2026-11-24T10:00:00Z")
+        .query(conn)
+        .expect("XADD")
+}

@@ -1,0 +1,103 @@
+//! The things under test, built fresh: the `jobhost` binary and the plugins
+//! under `plugins/` (through `scripts/build-plugins`), once per test process,
+//! so no test ever runs a stale build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use tempfile::TempDir;
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn run(what: &str, command: &mut Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The `jobhost` binary, built (debug) on first use.
+pub fn jobhost_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        run(
+            "cargo build -p jobhost",
+            Command::new(cargo)
+                .args(["build", "--quiet", "-p", "jobhost", "--bin", "jobhost"])
+                .current_dir(workspace_root()),
+        );
+        target_dir().join("debug").join("jobhost")
+    })
+}
+
+/// A folder holding every plugin of `plugins/`, built on first use.
+pub fn built_plugins() -> &'static Path {
+    static DIR: OnceLock<TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        run(
+            "scripts/build-plugins",
+            Command::new("bash")
+                .arg(workspace_root().join("scripts/build-plugins"))
+                .arg(dir.path())
+                .current_dir(workspace_root()),
+        );
+        dir
+    })
+    .path()
+}
+
+/// A plugins folder of a test's own, holding copies of chosen plugins.
+pub struct PluginDir {
+    dir: TempDir,
+}
+
+impl PluginDir {
+    /// A folder with copies of the named plugins (e.g. `["orders", "hello"]`).
+    pub fn with(names: &[&str]) -> Self {
+        let folder = PluginDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for name in names {
+            folder.add(name);
+        }
+        folder
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies built plugin `name` in as `name.wasm`.
+    pub fn add(&self, name: &str) {
+        self.add_as(name, name);
+    }
+
+    /// Copies built plugin `name` in as `file.wasm`.
+    pub fn add_as(&self, name: &str, file: &str) {
+        let from = built_plugins().join(format!("{name}.wasm"));
+        std::fs::copy(&from, self.dir.path().join(format!("{file}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+
+    /// Writes raw bytes as `file`.
+    pub fn write(&self, file: &str, bytes: &[u8]) {
+        std::fs::write(self.dir.path().join(file), bytes).expect("write into the plugin folder");
+    }
+}

@@ -1,0 +1,167 @@
+//! Running the real `jobhost` binary: a long-lived `run` host, or one CLI call.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{jobhost_bin, wait_until};
+
+/// A `jobhost run` process with its log captured to a file.
+pub struct Host {
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Host {
+    /// Starts `jobhost run --plugins DIR --redis URL ARGS...` and waits until it consumes.
+    /// Compiled plugins are cached in the host's own folder unless ARGS say otherwise.
+    pub fn start(redis_url: &str, plugins: &Path, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("host.log");
+        let file = std::fs::File::create(&log).expect("host log");
+        let mut command = Command::new(jobhost_bin());
+        command
+            .arg("run")
+            .arg("--plugins")
+            .arg(plugins)
+            .args(["--redis", redis_url])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("REDIS_URL")
+            .env_remove("JOBHOST_REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file));
+        if !args
+            .iter()
+            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+        {
+            command.arg("--cache-dir").arg(dir.path().join("cache"));
+        }
+        let host = Host {
+            child: command.spawn().expect("spawn jobhost run"),
+            log,
+            _dir: dir,
+        };
+        host.wait_for_log("consuming", Duration::from_secs(60));
+        host
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`; the panic shows the log's tail.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "host did not log {text:?} within {timeout:?}; log:\n{}",
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the log contains `text` at least `count` times.
+    pub fn wait_for_log_count(&self, text: &str, count: usize, timeout: Duration) {
+        let what = format!("{count} log lines containing {text:?}");
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(text).count() < count {
+            if Instant::now() >= deadline {
+                panic!("timed out waiting for {what}; log:\n{}", self.tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last 40 lines of the log.
+    pub fn tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn sigint(&self) {
+        self.signal(libc::SIGINT);
+    }
+
+    /// SIGKILL: the host dies mid-whatever, as a crashed machine would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit; panics with the log tail at the deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        wait_until("the host exits", timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        status.expect("exited")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `jobhost ARGS...` once (60 s at most) and returns what it did.
+pub fn jobhost(args: &[&str]) -> Output {
+    jobhost_with_stdin(args, "")
+}
+
+/// Runs `jobhost ARGS...` once with `stdin` as its input (60 s at most).
+pub fn jobhost_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(jobhost_bin())
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("JOBHOST_REDIS_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jobhost");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdin = stdin.to_owned();
+    std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("jobhost {args:?} did not finish within 60 s"))
+        .expect("jobhost output")
+}
