@@ -46,7 +46,8 @@ pub fn jobhost_bin() -> &'static Path {
     })
 }
 
-/// A folder holding every plugin of `plugins/`, built on first use.
+/// A folder holding every plugin of `plugins/` and every test-only guest of
+/// `tests/guests/`, built on first use.
 pub fn built_plugins() -> &'static Path {
     static DIR: OnceLock<TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -56,6 +57,7 @@ pub fn built_plugins() -> &'static Path {
             Command::new("bash")
                 .arg(workspace_root().join("scripts/build-plugins"))
                 .arg(dir.path())
+                .arg("tests/guests")
                 .current_dir(workspace_root()),
         );
         dir

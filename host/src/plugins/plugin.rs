@@ -37,6 +37,10 @@ impl Default for Limits {
     }
 }
 
+/// Largest output a job may return; more is a fatal error, since the same
+/// handler would produce it again.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
 /// How long `describe` may run when a plugin is loaded.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -196,6 +200,10 @@ impl LoadedPlugin {
                 .call_handle(&mut store, job)
         });
         match result {
+            Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
+                "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",
+                output.len()
+            )),
             Ok(Ok(output)) => RunOutcome::Success {
                 output,
                 follow_ups: std::mem::take(&mut store.data_mut().follow_ups),

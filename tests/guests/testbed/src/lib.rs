@@ -1,0 +1,75 @@
+//! A test-only plugin whose job types each exercise one behaviour the host
+//! must survive or get right: slow jobs, follow-ups across retries, receipts
+//! for the chaos test, and hostile code (loops, memory bombs, floods).
+
+use std::time::Duration;
+
+use jobhost_sdk::{Error, Job, Output};
+
+fn handle(job: Job) -> Result<Output, Error> {
+    match job.job_type() {
+        // Slow but honest: sleeps `ms` (payload) milliseconds.
+        "test.sleep" => {
+            let ms: u64 = job.payload_str()?.trim().parse().unwrap_or(1000);
+            jobhost_sdk::info!("sleeping {ms} ms");
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(format!("slept {ms} ms").into())
+        }
+        // Emits a follow-up, then fails retryably until attempt 3: the follow-up
+        // must be written once, by the attempt that succeeds.
+        "test.chain" => {
+            jobhost_sdk::enqueue("test.chain-next", job.id())?;
+            if job.attempt() < 3 {
+                return Err(Error::retry(format!("chain attempt {}", job.attempt())));
+            }
+            Ok(().into())
+        }
+        "test.chain-next" => Ok(().into()),
+        // The chaos test's job: leaves a receipt naming the payload. No plugin
+        // handles receipts, so they wait in the delayed set to be counted.
+        "test.chaos" => {
+            jobhost_sdk::enqueue("receipt.chaos", job.payload())?;
+            Ok(().into())
+        }
+        "test.fatal" => Err(Error::fatal("refused on purpose")),
+        "test.panic" => panic!("testbed panics on purpose"),
+        "test.loop" =>
+        {
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        "test.memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+            }
+        }
+        "test.recursion" => Ok(recurse(job.attempt() as u64 + 1).to_string().into()),
+        "test.log-flood" => {
+            for i in 0..200_000u32 {
+                println!("flood line {i}");
+            }
+            Ok(().into())
+        }
+        "test.huge-output" => Ok(vec![b'x'; 8 << 20].into()),
+        "test.enqueue-loop" => loop {
+            jobhost_sdk::enqueue("test.chain-next", "again")?;
+        },
+        other => Err(Error::fatal(format!(
+            "testbed has no behaviour for {other}"
+        ))),
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let deeper = recurse(std::hint::black_box(depth + 1));
+    std::hint::black_box(deeper + 1)
+}
+
+jobhost_sdk::plugin! {
+    name: "testbed",
+    version: env!("CARGO_PKG_VERSION"),
+    handles: ["test.*"],
+    handler: handle,
+}
