@@ -1,0 +1,165 @@
+//! Chaos: thousands of jobs through two hosts while hosts are SIGKILLed and
+//! Redis restarts. Every job leaves a receipt (a follow-up written atomically
+//! with its ack) that no plugin handles, so receipts collect in the delayed
+//! set where they are counted: a job without a receipt was lost, a job with
+//! two was doubled by our bookkeeping.
+//!
+//! `JOBHOST_CHAOS_JOBS` sets the number of jobs (default 10000).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jobhost_tests::{Host, PluginDir, RedisServer, entries, keys, pending_count};
+
+const HOST_ARGS: &[&str] = &[
+    "--claim-idle",
+    "1s",
+    // Receipts have no handler: keep them waiting (counted) instead of dead-lettering.
+    "--max-attempts",
+    "1000",
+    "--retry-base",
+    "1h",
+    "--retry-cap",
+    "1h",
+];
+
+fn done_count(conn: &mut redis::Connection) -> u64 {
+    let done: Option<u64> = redis::cmd("HGET")
+        .arg(keys::COUNTERS)
+        .arg("done")
+        .query(conn)
+        .unwrap_or(None);
+    done.unwrap_or(0)
+}
+
+/// Receipt count per job payload, read from the delayed set.
+fn receipts(conn: &mut redis::Connection) -> HashMap<String, u32> {
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys::DELAYED)
+        .arg(0)
+        .arg(-1)
+        .query(conn)
+        .unwrap();
+    let mut counts = HashMap::new();
+    for member in members {
+        let fields: Vec<String> =
+            serde_json::from_str(&member).expect("delayed members are JSON lists");
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .map(|kv| kv[1].clone())
+        };
+        if field("type").as_deref() == Some("receipt.chaos") {
+            *counts
+                .entry(field("payload").unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn enqueue_jobs(conn: &mut redis::Connection, count: usize) {
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("XADD")
+                .arg(keys::STREAM)
+                .arg("*")
+                .arg("v")
+                .arg("1")
+                .arg("type")
+                .arg("test.chaos")
+                .arg("payload")
+                .arg(i.to_string())
+                .arg("produced_at")
+                .arg("2026-11-24T10:00:00Z")
+                .ignore();
+        }
+        let _: () = pipe.query(conn).expect("enqueue a chunk");
+    }
+}
+
+#[test]
+fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
+    let jobs: usize = std::env::var("JOBHOST_CHAOS_JOBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let mut redis = RedisServer::start_with_aof();
+    let plugins = PluginDir::with(&["testbed"]);
+    let mut conn = redis.connection();
+    enqueue_jobs(&mut conn, jobs);
+
+    let url = redis.url();
+    let mut hosts = [
+        Host::start(&url, plugins.path(), HOST_ARGS),
+        Host::start(&url, plugins.path(), HOST_ARGS),
+    ];
+    // At these fractions of the jobs done: kill a host (and start a new one in
+    // its place), or restart Redis.
+    let mut plan = vec![
+        (0.15, "kill 0"),
+        (0.3, "kill 1"),
+        (0.45, "restart redis"),
+        (0.6, "kill 0"),
+        (0.75, "kill 1"),
+    ];
+    plan.reverse();
+    let (mut kills, mut restarts) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = match redis::cmd("PING").query::<String>(&mut conn) {
+            Ok(_) => done_count(&mut conn),
+            Err(_) => {
+                conn = redis.connection();
+                continue;
+            }
+        };
+        if let Some(&(at, action)) = plan.last()
+            && done as f64 >= at * jobs as f64
+        {
+            plan.pop();
+            match action {
+                "restart redis" => {
+                    redis.kill();
+                    redis.restart();
+                    conn = redis.connection();
+                    restarts += 1;
+                }
+                kill => {
+                    let which: usize = kill.trim_start_matches("kill ").parse().unwrap();
+                    hosts[which].kill();
+                    hosts[which] = Host::start(&url, plugins.path(), HOST_ARGS);
+                    kills += 1;
+                }
+            }
+            continue;
+        }
+        let settled = plan.is_empty()
+            && done >= jobs as u64
+            && entries(&mut conn, keys::STREAM).is_empty()
+            && pending_count(&mut conn) == 0;
+        if settled || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let receipts = receipts(&mut conn);
+    let lost = (0..jobs)
+        .filter(|i| !receipts.contains_key(&i.to_string()))
+        .count();
+    let duplicated: u32 = receipts.values().map(|n| n - 1).sum();
+    let dead_lettered = entries(&mut conn, keys::DLQ).len();
+    println!(
+        "chaos: jobs={jobs} host_kills={kills} redis_restarts={restarts} lost={lost} duplicated={duplicated} dead-lettered={dead_lettered}"
+    );
+    assert!(
+        kills >= 3 && restarts >= 1,
+        "the chaos plan did not run: {kills} kills, {restarts} restarts"
+    );
+    assert_eq!(lost, 0, "lost jobs");
+    assert_eq!(dead_lettered, 0, "dead-lettered jobs");
+    assert_eq!(duplicated, 0, "jobs recorded twice");
+}
