@@ -19,21 +19,25 @@ pub struct Finished {
     pub duration: Duration,
 }
 
+/// The rules a dispatcher applies before and after running a job.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchPolicy {
+    pub retry: RetryPolicy,
+    /// An entry delivered more often than this without an ack is poison.
+    pub max_deliveries: u64,
+    /// A larger payload is dead-lettered without running.
+    pub max_payload: usize,
+}
+
 /// Runs jobs against the current plugin set.
 pub struct Dispatcher {
     plugins: Arc<Registry>,
-    policy: RetryPolicy,
-    /// An entry delivered more often than this without an ack is poison.
-    max_deliveries: u64,
+    policy: DispatchPolicy,
 }
 
 impl Dispatcher {
-    pub fn new(plugins: Arc<Registry>, policy: RetryPolicy, max_deliveries: u64) -> Self {
-        Dispatcher {
-            plugins,
-            policy,
-            max_deliveries,
-        }
+    pub fn new(plugins: Arc<Registry>, policy: DispatchPolicy) -> Self {
+        Dispatcher { plugins, policy }
     }
 
     /// Runs one delivery to its outcome. Never panics on bad input: a malformed
@@ -50,7 +54,17 @@ impl Dispatcher {
             Ok(job) if job.is_expired(now_ms()) => (Outcome::Expired, None),
             // Checked before running: a job that keeps killing its host must stop
             // being handed out.
-            Ok(_) if delivery.deliveries > self.max_deliveries => (
+            Ok(job) if job.payload.len() > self.policy.max_payload => (
+                Outcome::Dead {
+                    reason: format!(
+                        "payload of {} bytes exceeds the limit of {} bytes",
+                        job.payload.len(),
+                        self.policy.max_payload
+                    ),
+                },
+                None,
+            ),
+            Ok(_) if delivery.deliveries > self.policy.max_deliveries => (
                 Outcome::Dead {
                     reason: format!(
                         "poison: delivered {} times without being acknowledged (it may crash its host)",
@@ -77,9 +91,10 @@ impl Dispatcher {
         let max_attempts = envelope
             .max_attempts
             .or(plugin.and_then(|p| p.limits.max_attempts))
-            .unwrap_or(self.policy.max_attempts);
+            .unwrap_or(self.policy.retry.max_attempts);
         let fail = |error: String| {
             self.policy
+                .retry
                 .after_failure(envelope.attempt, max_attempts, error)
         };
         let Some(plugin) = plugin else {

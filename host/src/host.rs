@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::{Broker, BrokerError, Delivery, Record};
-use crate::dispatch::{Dispatcher, Finished};
+use crate::dispatch::{DispatchPolicy, Dispatcher, Finished};
 use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
 use crate::metrics::Metrics;
@@ -39,6 +39,8 @@ pub struct HostConfig {
     /// How long in-flight jobs may take to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
     pub retry: RetryPolicy,
+    /// A larger payload is dead-lettered without running.
+    pub max_payload: usize,
     /// Entries idle this long are presumed abandoned by a dead or hung host and
     /// reclaimed. Live hosts refresh their own entries well within it.
     pub claim_idle: Duration,
@@ -105,8 +107,11 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let dispatcher = Arc::new(Dispatcher::new(
         plugins,
-        config.retry,
-        config.max_deliveries,
+        DispatchPolicy {
+            retry: config.retry,
+            max_deliveries: config.max_deliveries,
+            max_payload: config.max_payload,
+        },
     ));
     let pool = Pool::start(concurrency, dispatcher, done_tx);
     // Read ahead one job per thread so threads never wait on Redis.

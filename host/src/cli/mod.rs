@@ -4,7 +4,7 @@
 
 mod bench;
 mod dlq;
-mod enqueue;
+pub mod enqueue;
 mod generate;
 mod invoke;
 mod plugins;
@@ -32,6 +32,7 @@ pub mod env {
     pub const LOG_FORMAT: &str = "JOBHOST_LOG_FORMAT";
     pub const CACHE_DIR: &str = "JOBHOST_CACHE_DIR";
     pub const METRICS: &str = "JOBHOST_METRICS";
+    pub const MAX_PAYLOAD: &str = "JOBHOST_MAX_PAYLOAD";
 }
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

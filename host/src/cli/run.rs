@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Compile plugins on every start instead of caching their code.
     #[arg(long)]
     pub no_cache: bool,
+    /// Largest payload run, in bytes; larger jobs are dead-lettered.
+    #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = crate::cli::enqueue::MAX_PAYLOAD_BYTES)]
+    pub max_payload: usize,
     /// Longest backoff between two attempts.
     #[arg(long, value_name = "DURATION", env = env::RETRY_CAP, default_value = "5m", value_parser = parse_duration)]
     pub retry_cap: Duration,
@@ -69,6 +72,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
             cap: args.retry_cap,
             max_attempts: args.max_attempts,
         },
+        max_payload: args.max_payload,
         claim_idle: args.claim_idle.max(Duration::from_millis(100)),
         metrics_addr: args.metrics,
         cache_dir: if args.no_cache {

@@ -32,6 +32,23 @@ fn handle(job: Job) -> Result<Output, Error> {
             Ok(().into())
         }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
+        // Capabilities: reads an environment variable / a file named by the payload.
+        "test.env" => std::env::var(job.payload_str()?)
+            .map(Output::from)
+            .map_err(|_| {
+                Error::fatal(format!(
+                    "no environment variable {}",
+                    job.payload_str().unwrap_or("")
+                ))
+            }),
+        "test.read" => std::fs::read_to_string(job.payload_str()?)
+            .map(Output::from)
+            .map_err(|e| {
+                Error::fatal(format!(
+                    "cannot read {}: {e}",
+                    job.payload_str().unwrap_or("")
+                ))
+            }),
         "test.panic" => panic!("testbed panics on purpose"),
         "test.loop" =>
         {
@@ -46,7 +63,7 @@ fn handle(job: Job) -> Result<Output, Error> {
         }
         "test.recursion" => Ok(recurse(job.attempt() as u64 + 1).to_string().into()),
         "test.log-flood" => {
-            for i in 0..200_000u32 {
+            for i in 0..20_000u32 {
                 println!("flood line {i}");
             }
             Ok(().into())

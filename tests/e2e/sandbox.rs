@@ -1,0 +1,329 @@
+//! The sandbox (SPEC §6): a bad plugin or a bad message costs only its own job.
+//! Misbehaving guests get plain-words outcomes while the host and every other
+//! plugin keep working; hostile entries and hostile files are refused with
+//! their reason.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jobhost_tests::{
+    Host, PluginDir, RedisServer, built_plugins, entries, jobhost, jobhost_with_stdin, keys,
+    wait_until, xadd_job,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn enqueue(redis: &RedisServer, job_type: &str, payload: &str) -> String {
+    let url = redis.url();
+    let out = jobhost(&["enqueue", job_type, payload, "--redis", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// DLQ entries by job id (or by entry id for entries without one).
+fn dead_by_id(conn: &mut redis::Connection) -> HashMap<String, HashMap<String, String>> {
+    entries(conn, keys::DLQ)
+        .into_iter()
+        .map(|(_, fields)| {
+            let id = fields
+                .get("job_id")
+                .or(fields.get("original_id"))
+                .cloned()
+                .unwrap_or_default();
+            (id, fields)
+        })
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed", "hello"]);
+    plugins.write(
+        "testbed.toml",
+        b"[limits]\ntimeout = \"1s\"\nmax_attempts = 1\n",
+    );
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "2"]);
+
+    let bad = [
+        ("test.loop", "timed out after 1s"),
+        ("test.memory", "memory limit of 64 MiB reached"),
+        ("test.recursion", "trap: call stack exhausted"),
+        (
+            "test.panic",
+            "trap: panicked at tests/guests/testbed/src/lib.rs",
+        ),
+        (
+            "test.huge-output",
+            "output of 8388608 bytes exceeds the limit",
+        ),
+        (
+            "test.enqueue-loop",
+            "enqueue refused: a job may enqueue at most 1000 follow-up jobs",
+        ),
+    ];
+    let mut bad_ids = Vec::new();
+    let mut good_ids = Vec::new();
+    for (job_type, _) in bad {
+        bad_ids.push(enqueue(&redis, job_type, "x"));
+        good_ids.push(enqueue(&redis, "hello.neighbour", "{}"));
+    }
+    let flood = enqueue(&redis, "test.log-flood", "x");
+    let slow = enqueue(&redis, "test.sleep", "300");
+
+    for id in &good_ids {
+        host.wait_for_log(
+            &format!("job_id={id} type=hello.neighbour plugin=hello attempt=1 outcome=done"),
+            WAIT,
+        );
+    }
+    host.wait_for_log(
+        &format!("job_id={slow} type=test.sleep plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+    host.wait_for_log(
+        &format!("job_id={flood} type=test.log-flood plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+    assert!(
+        host.log()
+            .contains("guest stdout truncated after 65536 bytes")
+    );
+
+    let mut conn = redis.connection();
+    wait_until("every bad job is dead-lettered", WAIT, || {
+        entries(&mut conn, keys::DLQ).len() == bad.len()
+    });
+    let dead = dead_by_id(&mut conn);
+    for ((job_type, reason), id) in bad.iter().zip(&bad_ids) {
+        let error = &dead[id]["last_error"];
+        assert!(
+            error.contains(reason),
+            "{job_type}: {error:?} lacks {reason:?}"
+        );
+    }
+    assert!(dead[&bad_ids[3]]["last_error"].contains("testbed panics on purpose"));
+    // The host survived all of it, within bounded memory.
+    let rss = rss_kib(host.pid());
+    assert!(rss > 0 && rss < 256 * 1024, "host RSS {rss} KiB");
+    let id = enqueue(&redis, "hello.after", "{}");
+    host.wait_for_log(
+        &format!("job_id={id} type=hello.after plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+}
+
+#[test]
+fn invoke_shows_the_same_plain_words_errors() {
+    let testbed = built_plugins().join("testbed.wasm");
+    let out = jobhost(&["invoke", testbed.to_str().unwrap(), "test.memory", "x"]);
+    assert_eq!(out.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retry: memory limit of 64 MiB reached"),
+        "{err}"
+    );
+
+    let out = jobhost(&["invoke", testbed.to_str().unwrap(), "test.panic", "x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retry: trap: panicked at") && err.contains("testbed panics on purpose"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nothing_is_granted_unless_the_manifest_grants_it() {
+    let redis = RedisServer::start();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("note.txt"), "from the host").unwrap();
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
+    let env = enqueue(&redis, "test.env", "HOME");
+    let read = enqueue(&redis, "test.read", "/data/note.txt");
+    host.wait_for_log(
+        &format!("job_id={env} type=test.env plugin=testbed attempt=1 outcome=dead"),
+        WAIT,
+    );
+    host.wait_for_log(
+        &format!("job_id={read} type=test.read plugin=testbed attempt=1 outcome=dead"),
+        WAIT,
+    );
+    drop(host);
+
+    plugins.write(
+        "testbed.toml",
+        format!(
+            "[grants]\nenv = [\"HOME\"]\ndirs = [{{ host = \"{}\", guest = \"/data\" }}]\n",
+            data.path().display()
+        )
+        .as_bytes(),
+    );
+    let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
+    let env = enqueue(&redis, "test.env", "HOME");
+    let read = enqueue(&redis, "test.read", "/data/note.txt");
+    host.wait_for_log(
+        &format!("job_id={env} type=test.env plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+    host.wait_for_log(
+        &format!("job_id={read} type=test.read plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+}
+
+#[test]
+fn manifest_with_an_unknown_key_is_refused_naming_the_key() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed", "hello"]);
+    plugins.write("testbed.toml", b"[limits]\nmemroy_mib = 8\n");
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("testbed.wasm"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("ERROR") && line.contains("memroy_mib"),
+        "{line}"
+    );
+    assert!(log.contains("plugin loaded plugin=hello"), "{log}");
+}
+
+#[test]
+fn hostile_entries_are_dead_lettered_with_their_reason() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), &["--max-payload", "1000"]);
+    let mut conn = redis.connection();
+    let mut xadd = |fields: &[(&str, &[u8])]| -> String {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(keys::STREAM).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd.query(&mut conn).unwrap()
+    };
+    let at: &[u8] = b"2026-11-24T10:00:00Z";
+    let cases = [
+        (
+            xadd(&[("type", b"hello.x"), ("payload", b"x"), ("produced_at", at)]),
+            "missing field `v`",
+        ),
+        (
+            xadd(&[
+                ("v", b"2"),
+                ("type", b"hello.x"),
+                ("payload", b"x"),
+                ("produced_at", at),
+            ]),
+            "unsupported envelope version \"2\"",
+        ),
+        (
+            xadd(&[("v", b"1"), ("payload", b"x"), ("produced_at", at)]),
+            "missing field `type`",
+        ),
+        (
+            xadd(&[
+                ("v", b"1"),
+                ("type", &[0xff, 0xfe]),
+                ("payload", b"x"),
+                ("produced_at", at),
+            ]),
+            "field `type` is not UTF-8",
+        ),
+        (
+            xadd(&[
+                ("v", b"1"),
+                ("type", b"hello.x"),
+                ("payload", &[b'x'; 2000]),
+                ("produced_at", at),
+            ]),
+            "payload of 2000 bytes exceeds the limit of 1000 bytes",
+        ),
+    ];
+    let mut conn = redis.connection();
+    wait_until("every hostile entry is dead-lettered", WAIT, || {
+        entries(&mut conn, keys::DLQ).len() == cases.len()
+    });
+    let dead = dead_by_id(&mut conn);
+    for (entry_id, reason) in &cases {
+        let error = &dead[entry_id]["last_error"];
+        assert!(
+            error.contains(reason),
+            "{entry_id}: {error:?} lacks {reason:?}"
+        );
+    }
+    let id = xadd_job(&mut conn, "hello.fine", "{}");
+    host.wait_for_log(
+        &format!("job_id={id} type=hello.fine plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+}
+
+#[test]
+fn enqueue_refuses_an_oversized_payload_before_touching_redis() {
+    let huge = "x".repeat((1 << 20) + 1);
+    // Nothing listens on port 1: the error must come before any connection attempt.
+    let out = jobhost_with_stdin(
+        &["enqueue", "hello.x", "-", "--redis", "redis://127.0.0.1:1"],
+        &huge,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("payload is larger than the limit of 1048576 bytes"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn hostile_files_are_refused_one_line_each_while_the_others_load() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["hello", "orders", "otherworld", "badinfo"]);
+    plugins.add_as("orders", "orders2");
+    plugins.write("text.wasm", b"not wasm at all");
+    plugins.write("core.wasm", b"\0asm\x01\0\0\0");
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    let log = host.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    let expect = [
+        ("text.wasm", "not a WebAssembly file"),
+        ("core.wasm", "not a component (core module)"),
+        ("otherworld.wasm", "not a jobhost plugin"),
+        ("badinfo.wasm", "invalid self-description"),
+        ("orders2.wasm", "orders.created is already handled by"),
+    ];
+    for (file, reason) in expect {
+        let lines: Vec<_> = errors
+            .iter()
+            .filter(|l| l.contains(file) && l.contains(reason))
+            .collect();
+        assert_eq!(lines.len(), 1, "{file}: {reason}\n{log}");
+    }
+    assert_eq!(errors.len(), expect.len(), "{log}");
+    let hello = enqueue(&redis, "hello.x", "{}");
+    let orders = enqueue(&redis, "orders.created", r#"{"id":1}"#);
+    host.wait_for_log(
+        &format!("job_id={hello} type=hello.x plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+    host.wait_for_log(
+        &format!("job_id={orders} type=orders.created plugin=orders attempt=1 outcome=done"),
+        WAIT,
+    );
+}
