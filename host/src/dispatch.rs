@@ -15,7 +15,7 @@ pub struct Finished {
     pub delivery: Delivery,
     pub outcome: Outcome,
     /// The plugin that ran the job, if one did.
-    pub plugin: Option<String>,
+    pub plugin: Option<PluginTag>,
     pub duration: Duration,
 }
 
@@ -27,6 +27,13 @@ pub struct DispatchPolicy {
     pub max_deliveries: u64,
     /// A larger payload is dead-lettered without running.
     pub max_payload: usize,
+}
+
+/// Which plugin, in which version, ran a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginTag {
+    pub name: String,
+    pub version: String,
 }
 
 /// Runs jobs against the current plugin set.
@@ -83,7 +90,7 @@ impl Dispatcher {
         }
     }
 
-    fn run(&self, envelope: &Envelope) -> (Outcome, Option<String>) {
+    fn run(&self, envelope: &Envelope) -> (Outcome, Option<PluginTag>) {
         // The set current now: a reload while this job runs does not affect it.
         let plugins = self.plugins.current();
         let plugin = plugins.route(envelope.job_type.as_str());
@@ -120,6 +127,10 @@ impl Dispatcher {
                 reason: format!("fatal: {error}"),
             },
         };
-        (outcome, Some(plugin.name().to_owned()))
+        let tag = PluginTag {
+            name: plugin.name().to_owned(),
+            version: plugin.description.version.clone(),
+        };
+        (outcome, Some(tag))
     }
 }

@@ -457,21 +457,24 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
         ),
         Err(_) => (delivery.entry_id.as_str(), "", 0, ""),
     };
-    let plugin = finished.plugin.as_deref().unwrap_or("-");
+    let (plugin, version) = finished
+        .plugin
+        .as_ref()
+        .map_or(("-", "-"), |tag| (tag.name.as_str(), tag.version.as_str()));
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
     metrics.job_finished(outcome, job_type, plugin, finished.duration);
     match &finished.outcome {
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
             "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
             retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
             %reason, "job dead-lettered"
         ),
     }

@@ -134,6 +134,19 @@ impl Drop for Host {
     }
 }
 
+/// A `jobhost ARGS...` command to spawn in the background (e.g. `generate`).
+pub fn jobhost_command(args: &[&str]) -> Command {
+    let mut command = Command::new(jobhost_bin());
+    command
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("JOBHOST_REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 /// Runs `jobhost ARGS...` once (60 s at most) and returns what it did.
 pub fn jobhost(args: &[&str]) -> Output {
     jobhost_with_stdin(args, "")

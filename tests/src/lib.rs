@@ -9,7 +9,7 @@ mod redis_server;
 mod wait;
 
 pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
-pub use host::{Host, jobhost, jobhost_with_stdin};
+pub use host::{Host, jobhost, jobhost_command, jobhost_with_stdin};
 pub use redis_server::RedisServer;
 pub use wait::wait_until;
 
