@@ -2,10 +2,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobhost::cli::{Cli, LogFormat, execute};
+use jobhost::cli::{Cli, LogFormat, config, execute};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    if let Err(error) = apply_config_file() {
+        eprintln!("jobhost: {}", format!("{error:#}").replace('\n', " "));
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match execute(cli) {
@@ -17,6 +21,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Turns the config file's settings into environment variables not already
+/// set, so that flags > environment > file (see `cli::config`).
+fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some((path, named)) = config::locate(&args) else {
+        return Ok(());
+    };
+    if !named && !path.is_file() {
+        return Ok(());
+    }
+    for (variable, value) in config::read(&path)? {
+        if !config::is_set(variable) {
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::set_var(variable, value) };
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

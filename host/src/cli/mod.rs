@@ -3,6 +3,7 @@
 //! in its help; a flag given on the command line wins.
 
 mod bench;
+pub mod config;
 mod dlq;
 pub mod enqueue;
 mod generate;
@@ -33,6 +34,7 @@ pub mod env {
     pub const CACHE_DIR: &str = "JOBHOST_CACHE_DIR";
     pub const METRICS: &str = "JOBHOST_METRICS";
     pub const MAX_PAYLOAD: &str = "JOBHOST_MAX_PAYLOAD";
+    pub const CONFIG: &str = "JOBHOST_CONFIG";
 }
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -41,6 +43,9 @@ const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 #[derive(Debug, Parser)]
 #[command(name = "jobhost", version, about)]
 pub struct Cli {
+    /// Settings file (flags beat environment beat file) [default: ./jobhost.toml if present].
+    #[arg(long, global = true, value_name = "FILE", env = env::CONFIG)]
+    pub config: Option<std::path::PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, env = env::LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -79,13 +84,14 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
     /// Redis URL [env: JOBHOST_REDIS_URL, then REDIS_URL] [default: redis://127.0.0.1:6379]
-    #[arg(long, value_name = "URL", env = env::REDIS_URL, hide_env = true)]
+    // Global, so `jobhost dlq list --redis URL` works as well as `jobhost dlq --redis URL list`.
+    #[arg(long, global = true, value_name = "URL", env = env::REDIS_URL, hide_env = true)]
     pub redis: Option<String>,
     /// Prefix of every Redis key.
-    #[arg(long, env = env::NAMESPACE, default_value = crate::keys::DEFAULT_NAMESPACE)]
+    #[arg(long, global = true, env = env::NAMESPACE, default_value = crate::keys::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Queue name.
-    #[arg(long, env = env::QUEUE, default_value = crate::keys::DEFAULT_QUEUE)]
+    #[arg(long, global = true, env = env::QUEUE, default_value = crate::keys::DEFAULT_QUEUE)]
     pub queue: String,
 }
 

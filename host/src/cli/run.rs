@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Largest payload run, in bytes; larger jobs are dead-lettered.
     #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = crate::cli::enqueue::MAX_PAYLOAD_BYTES)]
     pub max_payload: usize,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Longest backoff between two attempts.
     #[arg(long, value_name = "DURATION", env = env::RETRY_CAP, default_value = "5m", value_parser = parse_duration)]
     pub retry_cap: Duration,
@@ -82,6 +85,10 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
         },
         max_deliveries: args.max_deliveries.max(1),
     };
+    if args.print_config {
+        print_config(&config);
+        return Ok(0);
+    }
     let (trigger, shutdown) = crate::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -93,6 +100,38 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
     });
     host::run(config, shutdown).await?;
     Ok(0)
+}
+
+/// The configuration as `key = value` lines, in the config file's own keys.
+fn print_config(config: &HostConfig) {
+    let duration = |d: Duration| humantime::format_duration(d).to_string();
+    let optional = |value: Option<String>| value.unwrap_or_else(|| "(none)".to_owned());
+    let lines = [
+        ("redis", crate::broker::redact(&config.redis_url)),
+        ("namespace", config.namespace.clone()),
+        ("queue", config.queue.clone()),
+        ("plugins", config.plugins_dir.display().to_string()),
+        ("concurrency", config.concurrency.to_string()),
+        ("consumer", config.consumer.clone()),
+        ("shutdown_timeout", duration(config.shutdown_timeout)),
+        ("claim_idle", duration(config.claim_idle)),
+        ("max_deliveries", config.max_deliveries.to_string()),
+        ("max_attempts", config.retry.max_attempts.to_string()),
+        ("retry_base", duration(config.retry.base)),
+        ("retry_cap", duration(config.retry.cap)),
+        ("max_payload", config.max_payload.to_string()),
+        (
+            "cache_dir",
+            optional(config.cache_dir.as_ref().map(|d| d.display().to_string())),
+        ),
+        (
+            "metrics",
+            optional(config.metrics_addr.map(|a| a.to_string())),
+        ),
+    ];
+    for (key, value) in lines {
+        println!("{key} = {value}");
+    }
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
