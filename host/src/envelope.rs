@@ -28,6 +28,7 @@ pub mod field {
     pub const MAX_ATTEMPTS: &str = "max_attempts";
     pub const REPLAY_COUNT: &str = "replay_count";
     pub const EXPIRES_AT: &str = "expires_at";
+    pub const REPLY_TO: &str = "reply_to";
 }
 
 /// A job's identity, stable across retries.
@@ -109,6 +110,8 @@ pub struct Envelope {
     pub replay_count: u32,
     /// Not run after this instant (RFC 3339).
     pub expires_at: Option<String>,
+    /// The reply stream of a producer waiting for the outcome.
+    pub reply_to: Option<String>,
 }
 
 impl Envelope {
@@ -125,6 +128,7 @@ impl Envelope {
             max_attempts: None,
             replay_count: 0,
             expires_at: None,
+            reply_to: None,
         }
     }
 
@@ -149,6 +153,9 @@ impl Envelope {
         }
         if let Some(expires_at) = &self.expires_at {
             fields.push((field::EXPIRES_AT, expires_at.clone().into_bytes()));
+        }
+        if let Some(reply_to) = &self.reply_to {
+            fields.push((field::REPLY_TO, reply_to.clone().into_bytes()));
         }
         if self.replay_count > 0 {
             let count = self.replay_count.to_string().into_bytes();
@@ -213,6 +220,7 @@ impl Envelope {
                 }
                 None => None,
             },
+            reply_to: text(field::REPLY_TO)?.map(str::to_owned),
         })
     }
 

@@ -34,6 +34,17 @@ impl QueueKeys {
         format!("{prefix}:alive:{consumer}")
     }
 
+    /// The start of every reply stream of this queue.
+    pub fn reply_prefix(&self) -> String {
+        let prefix = self.stream.trim_end_matches(":stream");
+        format!("{prefix}:reply:")
+    }
+
+    /// The reply stream of the waiting producer `client`.
+    pub fn reply(&self, client: &str) -> String {
+        format!("{}{client}", self.reply_prefix())
+    }
+
     /// Keys of `queue` under `namespace`: `{namespace}:{{queue}}:stream` and so on.
     pub fn new(namespace: &str, queue: &str) -> Self {
         let prefix = format!("{namespace}:{{{queue}}}");

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 pub use admin::{Admin, ConsumerStats, DeadJob, QueueStats, Replay};
 pub use entries::{Delivery, Malformed};
-pub use produce::Producer;
+pub use produce::{JobResult, Producer};
 pub use record::Record;
 
 use crate::keys::QueueKeys;

@@ -20,16 +20,30 @@ pub struct Record<'a> {
 impl Record<'_> {
     /// Adds the EVALSHA of `record_outcome.lua` for this record to `pipe`.
     pub(super) fn add_to(&self, pipe: &mut redis::Pipeline, keys: &QueueKeys, script_sha: &str) {
-        let cmd = pipe
-            .cmd("EVALSHA")
-            .arg(script_sha)
-            .arg(4)
+        let job = self.delivery.job.as_ref().ok();
+        // Only reply streams of this queue: the field comes from the producer.
+        let reply_to = job
+            .and_then(|job| job.reply_to.as_deref())
+            .filter(|key| key.starts_with(&keys.reply_prefix()));
+        let cmd = pipe.cmd("EVALSHA").arg(script_sha);
+        cmd.arg(if reply_to.is_some() { 5 } else { 4 })
             .arg(&keys.stream)
             .arg(&keys.delayed)
             .arg(&keys.dlq)
-            .arg(&keys.counters)
-            .arg(&keys.group)
-            .arg(&self.delivery.entry_id);
+            .arg(&keys.counters);
+        if let Some(reply_to) = reply_to {
+            cmd.arg(reply_to);
+        }
+        let reply_text: &[u8] = match self.outcome {
+            Outcome::Done { output, .. } => output,
+            Outcome::Dead { reason } => reason.as_bytes(),
+            Outcome::Expired => b"expired before it ran",
+            Outcome::Retry { .. } => b"",
+        };
+        cmd.arg(&keys.group)
+            .arg(&self.delivery.entry_id)
+            .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
+            .arg(reply_text);
         match (self.outcome, &self.delivery.job) {
             (Outcome::Done { follow_ups, .. }, Ok(parent)) => {
                 cmd.arg("done").arg(follow_ups.len());

@@ -1,28 +1,36 @@
-//! `jobhost enqueue`.
+//! `jobhost enqueue`: one job (optionally waiting for its outcome), or a batch
+//! of NDJSON lines from stdin, pipelined.
 
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
-use std::time::Duration;
-
 use super::{QueueArgs, parse_duration};
-use crate::broker::Producer;
+use crate::broker::{JobResult, Producer};
 use crate::envelope::{Envelope, JobType, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 
 /// Largest payload `enqueue` accepts.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// Jobs sent in one pipelined round trip by `--batch`.
+const BATCH_CHUNK: usize = 1000;
+/// Exit code when `--wait` gives up (as `timeout(1)` does).
+pub const EXIT_TIMED_OUT: i32 = 124;
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// Job type, e.g. orders.created.
-    #[arg(value_name = "TYPE")]
-    pub job_type: String,
+    #[arg(value_name = "TYPE", required_unless_present = "batch")]
+    pub job_type: Option<String>,
     /// Payload (usually JSON); `-` reads it from stdin.
-    pub payload: String,
+    #[arg(required_unless_present = "batch")]
+    pub payload: Option<String>,
     #[command(flatten)]
     pub queue: QueueArgs,
+    /// Read NDJSON lines `{"type": .., "payload": ..}` from stdin and enqueue them all, pipelined.
+    #[arg(long, conflicts_with_all = ["job_type", "payload", "wait", "delay", "at"])]
+    pub batch: bool,
     /// Attempts before the job is dead-lettered (overrides the host's default).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: Option<u32>,
@@ -38,6 +46,13 @@ pub struct EnqueueArgs {
     /// Skip the job (acknowledge without running) if it has not started within this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub expires_in: Option<Duration>,
+    /// Wait for the outcome: print the handler's output and exit 0, or print the
+    /// final error and exit 1; exit 124 at the timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "wait")]
+    pub timeout: Duration,
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
@@ -46,8 +61,14 @@ fn parse_time(text: &str) -> Result<u64, String> {
 }
 
 pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
-    let job_type = JobType::parse(&args.job_type)?;
-    let payload = if args.payload == "-" {
+    if args.batch {
+        return enqueue_batch(args).await;
+    }
+    let (Some(job_type), Some(payload)) = (&args.job_type, &args.payload) else {
+        bail!("give TYPE and PAYLOAD, or --batch");
+    };
+    let job_type = JobType::parse(job_type)?;
+    let payload = if payload == "-" {
         let mut buffer = Vec::new();
         std::io::stdin()
             .take(MAX_PAYLOAD_BYTES as u64 + 1)
@@ -55,14 +76,9 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
             .context("reading the payload from stdin")?;
         buffer
     } else {
-        args.payload.into_bytes()
+        payload.clone().into_bytes()
     };
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        bail!("payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes");
-    }
-    if std::str::from_utf8(&payload).is_err() {
-        bail!("payload is not UTF-8 text; encode binary data (e.g. base64) first");
-    }
+    check_payload(&payload)?;
     let mut job = Envelope::new(job_type, payload);
     job.trace_id = args.trace_id;
     job.max_attempts = args.max_attempts;
@@ -73,14 +89,129 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     }
     let due = args
         .at
-        .or(args.delay.map(|delay| now + delay.as_millis() as u64));
+        .or(args.delay.map(|delay| now + delay.as_millis() as u64))
+        .filter(|due| *due > now);
     let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    if args.wait {
+        let id = job.job_id.clone();
+        return Ok(
+            match producer.enqueue_and_wait(job, due, args.timeout).await? {
+                JobResult::Done(output) => {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&output)?;
+                    if !output.ends_with(b"\n") && !output.is_empty() {
+                        stdout.write_all(b"\n")?;
+                    }
+                    0
+                }
+                JobResult::Failed(error) => {
+                    eprintln!("jobhost: job {id} failed: {error}");
+                    1
+                }
+                JobResult::Expired => {
+                    eprintln!("jobhost: job {id} expired before it ran");
+                    1
+                }
+                JobResult::TimedOut => {
+                    eprintln!(
+                        "jobhost: no outcome for job {id} within {}; it may still run",
+                        humantime::format_duration(args.timeout)
+                    );
+                    EXIT_TIMED_OUT
+                }
+            },
+        );
+    }
     match due {
-        Some(due) if due > now => producer.schedule(&job, due).await?,
-        _ => {
+        Some(due) => producer.schedule(&job, due).await?,
+        None => {
             producer.enqueue(&job).await?;
         }
     }
     println!("{}", job.job_id);
     Ok(0)
+}
+
+fn check_payload(payload: &[u8]) -> anyhow::Result<()> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        bail!("payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes");
+    }
+    if std::str::from_utf8(payload).is_err() {
+        bail!("payload is not UTF-8 text; encode binary data (e.g. base64) first");
+    }
+    Ok(())
+}
+
+/// One NDJSON line of `--batch`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchLine {
+    #[serde(rename = "type")]
+    job_type: String,
+    /// A string is sent as is; any other JSON value is sent as its JSON text.
+    payload: serde_json::Value,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+/// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id.
+/// A bad line stops the batch with its line number; earlier chunks stay enqueued.
+async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
+    let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    let mut chunk = Vec::with_capacity(BATCH_CHUNK);
+    let mut total = 0usize;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.context("reading stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let number = index + 1;
+        let job = parse_line(&line, args.trace_id.as_deref(), args.max_attempts).map_err(|e| {
+            anyhow::anyhow!("line {number}: {e:#} ({total} jobs before it were enqueued)")
+        })?;
+        chunk.push(job);
+        if chunk.len() == BATCH_CHUNK {
+            total += flush(&mut producer, &mut chunk, &mut stdout).await?;
+        }
+    }
+    total += flush(&mut producer, &mut chunk, &mut stdout).await?;
+    stdout.flush()?;
+    eprintln!("enqueued {total} jobs");
+    Ok(0)
+}
+
+fn parse_line(
+    line: &str,
+    trace_id: Option<&str>,
+    max_attempts: Option<u32>,
+) -> anyhow::Result<Envelope> {
+    let parsed: BatchLine =
+        serde_json::from_str(line).context("not a {\"type\":..,\"payload\":..} object")?;
+    let payload = match parsed.payload {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    };
+    check_payload(payload.as_bytes())?;
+    let mut job = Envelope::new(JobType::parse(&parsed.job_type)?, payload.into_bytes());
+    job.trace_id = parsed.trace_id.or(trace_id.map(str::to_owned));
+    job.max_attempts = parsed.max_attempts.or(max_attempts);
+    job.producer = Some("jobhost-cli".to_owned());
+    Ok(job)
+}
+
+async fn flush(
+    producer: &mut Producer,
+    chunk: &mut Vec<Envelope>,
+    out: &mut impl Write,
+) -> anyhow::Result<usize> {
+    producer.enqueue_batch(chunk).await?;
+    for job in chunk.iter() {
+        writeln!(out, "{}", job.job_id)?;
+    }
+    let sent = chunk.len();
+    chunk.clear();
+    Ok(sent)
 }
