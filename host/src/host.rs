@@ -15,9 +15,10 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::broker::{Broker, BrokerError, Delivery, Record};
+use crate::broker::{Broker, BrokerError, Delivery, Producer, Record};
 use crate::dispatch::{DispatchPolicy, Dispatcher, Finished};
 use crate::envelope::now_ms;
+use crate::generator::{GeneratorConfig, LEASE_TTL, Lease, Role};
 use crate::keys::QueueKeys;
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, RetryPolicy};
@@ -48,6 +49,8 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` here.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Generate these jobs whenever no dedicated generator is alive.
+    pub standby_generator: Option<GeneratorConfig>,
     /// An entry delivered more often than this without an ack is dead-lettered as poison.
     pub max_deliveries: u64,
 }
@@ -143,6 +146,15 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         metrics.clone(),
     ));
     let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
+    let standby = config.standby_generator.clone().map(|generator| {
+        tokio::spawn(stand_by_as_generator(
+            config.redis_url.clone(),
+            broker.keys().clone(),
+            config.namespace.clone(),
+            generator,
+            shutdown.clone(),
+        ))
+    });
     // The heartbeat outlives the reader: jobs draining after a signal stay fresh.
     let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
     let heartbeat = tokio::spawn(heartbeat(
@@ -183,6 +195,9 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     stop_heartbeat.trigger();
     let _ = heartbeat.await;
     let _ = promoter.await;
+    if let Some(standby) = standby {
+        let _ = standby.await;
+    }
     if let Some(http) = http {
         let _ = http.await;
     }
@@ -426,6 +441,42 @@ async fn record_outcomes(
             in_flight.remove(&done.finished.delivery.entry_id);
             metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
             log_finished(&done.finished, &metrics);
+        }
+    }
+}
+
+/// `--standby-generator`: generates whenever no dedicated generator is alive,
+/// until shutdown. A Redis failure is logged and the standby starts over.
+async fn stand_by_as_generator(
+    url: String,
+    keys: QueueKeys,
+    namespace: String,
+    generator: GeneratorConfig,
+    mut shutdown: Shutdown,
+) {
+    let name = format!("jobhost-run-{}", default_consumer_name());
+    while !shutdown.is_triggered() {
+        let result = match Producer::connect(&url, keys.clone()).await {
+            Ok(producer) => {
+                let lease = Lease::new(producer.connection(), &namespace, name.clone(), LEASE_TTL);
+                crate::generator::run(
+                    producer,
+                    lease,
+                    generator.clone(),
+                    Role::Fallback,
+                    shutdown.clone(),
+                )
+                .await
+                .map(drop)
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "standby generator stopped; starting over");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait() => return,
+            }
         }
     }
 }

@@ -6,8 +6,10 @@
 
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod dispatch;
 pub mod envelope;
+pub mod generator;
 pub mod host;
 pub mod http;
 pub mod keys;

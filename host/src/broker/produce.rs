@@ -58,6 +58,11 @@ impl Producer {
         &self.keys
     }
 
+    /// A handle on this producer's connection, for other commands (leases).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Appends one job to the stream; returns its stream entry id.
     pub async fn enqueue(&mut self, job: &Envelope) -> Result<String, BrokerError> {
         xadd(&self.keys.stream, job)

@@ -6,7 +6,7 @@ mod bench;
 pub mod config;
 mod dlq;
 pub mod enqueue;
-mod generate;
+pub mod generate;
 mod invoke;
 mod plugins;
 mod run;
@@ -132,6 +132,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 }
             })
         }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

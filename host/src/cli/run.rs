@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{QueueArgs, env, parse_duration};
+use crate::envelope::JobType;
+use crate::generator::GeneratorConfig;
 use crate::host::{self, HostConfig};
 use crate::outcome::RetryPolicy;
 
@@ -49,6 +51,20 @@ pub struct RunArgs {
     /// Largest payload run, in bytes; larger jobs are dead-lettered.
     #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = crate::cli::enqueue::MAX_PAYLOAD_BYTES)]
     pub max_payload: usize,
+    /// Generate jobs whenever no `jobhost generate` is alive (one generator per namespace).
+    #[arg(long)]
+    pub standby_generator: bool,
+    /// Job type the standby generator writes.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "hello.generated",
+        requires = "standby_generator"
+    )]
+    pub generate_type: String,
+    /// Rate of the standby generator, e.g. 10/s.
+    #[arg(long, value_name = "N/s", default_value = "2/s", value_parser = super::generate::parse_rate, requires = "standby_generator")]
+    pub generate_rate: f64,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -78,6 +94,16 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
         max_payload: args.max_payload,
         claim_idle: args.claim_idle.max(Duration::from_millis(100)),
         metrics_addr: args.metrics,
+        standby_generator: if args.standby_generator {
+            Some(GeneratorConfig {
+                job_type: JobType::parse(&args.generate_type)?,
+                rate: args.generate_rate,
+                count: None,
+                payload: None,
+            })
+        } else {
+            None
+        },
         cache_dir: if args.no_cache {
             None
         } else {
@@ -91,10 +117,10 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
     }
     let (trigger, shutdown) = crate::shutdown::channel();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        super::wait_for_signal().await;
         tracing::info!("shutdown requested; send the signal again to exit at once");
         trigger.trigger();
-        wait_for_signal().await;
+        super::wait_for_signal().await;
         tracing::warn!("second signal: exiting at once; unfinished jobs will be reclaimed");
         std::process::exit(130);
     });
@@ -139,13 +165,4 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("jobhost"))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

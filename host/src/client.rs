@@ -1,0 +1,173 @@
+//! A Rust client for other services: enqueue one job, a batch, or one and
+//! wait for its outcome.
+//!
+//! Submitted jobs go through a bounded in-memory buffer to a background task
+//! that writes them in order. While Redis is unreachable they stay buffered
+//! (and `enqueue` waits once the buffer is full: back-pressure, not loss);
+//! when Redis returns, they are written in the order they were submitted.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobhost::client::ClientError> {
+//! use jobhost::client::Client;
+//!
+//! let client = Client::new("redis://127.0.0.1:6379", "jobhost", "default", 10_000)?;
+//! let id = client.enqueue("orders.created", r#"{"id":1}"#).await?;
+//! client.flush().await?; // everything submitted so far is in Redis
+//! # let _ = id; Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::{BrokerError, JobResult, Producer};
+use crate::envelope::{Envelope, EnvelopeError, JobId, JobType};
+use crate::keys::QueueKeys;
+
+/// Most jobs written in one round trip by the background task.
+const WRITE_BATCH: usize = 1000;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Job(#[from] EnvelopeError),
+    #[error(transparent)]
+    Redis(#[from] BrokerError),
+    #[error("the client's writer task has stopped")]
+    Closed,
+}
+
+enum Message {
+    Job(Envelope),
+    /// Answered once every job submitted before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle to submit jobs; clones share the buffer and the writer.
+#[derive(Clone)]
+pub struct Client {
+    url: String,
+    keys: QueueKeys,
+    sender: mpsc::Sender<Message>,
+}
+
+impl Client {
+    /// A client for `queue` under `namespace`, buffering up to `buffer` jobs.
+    /// Does not need Redis to be reachable yet. Call from within a Tokio runtime.
+    pub fn new(
+        url: &str,
+        namespace: &str,
+        queue: &str,
+        buffer: usize,
+    ) -> Result<Self, ClientError> {
+        crate::broker::open_client(url)?;
+        let keys = QueueKeys::new(namespace, queue);
+        let (sender, receiver) = mpsc::channel(buffer.max(1));
+        tokio::spawn(write_in_order(url.to_owned(), keys.clone(), receiver));
+        Ok(Client {
+            url: url.to_owned(),
+            keys,
+            sender,
+        })
+    }
+
+    /// Submits one job; returns its id once it is buffered.
+    pub async fn enqueue(
+        &self,
+        job_type: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<JobId, ClientError> {
+        let job = Envelope::new(JobType::parse(job_type)?, payload.into());
+        self.submit(job).await
+    }
+
+    /// Submits a prepared envelope (trace id, max attempts, expiry...).
+    pub async fn submit(&self, job: Envelope) -> Result<JobId, ClientError> {
+        let id = job.job_id.clone();
+        self.sender
+            .send(Message::Job(job))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        Ok(id)
+    }
+
+    /// Submits many jobs, in order.
+    pub async fn enqueue_batch(
+        &self,
+        jobs: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<JobId>, ClientError> {
+        let mut ids = Vec::with_capacity(jobs.len());
+        for (job_type, payload) in jobs {
+            ids.push(self.enqueue(&job_type, payload).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Waits until every job submitted so far is written to Redis.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (done, written) = oneshot::channel();
+        self.sender
+            .send(Message::Flush(done))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        written.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Enqueues one job and waits up to `timeout` for its outcome. Needs Redis
+    /// now: waiting is pointless while it is unreachable.
+    pub async fn enqueue_and_wait(
+        &self,
+        job_type: &str,
+        payload: impl Into<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<JobResult, ClientError> {
+        let job = Envelope::new(JobType::parse(job_type)?, payload.into());
+        let mut producer = Producer::connect(&self.url, self.keys.clone()).await?;
+        Ok(producer.enqueue_and_wait(job, None, timeout).await?)
+    }
+}
+
+/// The writer: takes jobs in submission order and writes them in batches,
+/// holding a batch (and so everything after it) until Redis takes it.
+async fn write_in_order(url: String, keys: QueueKeys, mut receiver: mpsc::Receiver<Message>) {
+    let mut producer: Option<Producer> = None;
+    let mut messages = Vec::with_capacity(WRITE_BATCH);
+    while receiver.recv_many(&mut messages, WRITE_BATCH).await > 0 {
+        let mut jobs = Vec::with_capacity(messages.len());
+        let mut flushes = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Job(job) => jobs.push(job),
+                Message::Flush(done) => flushes.push(done),
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        let mut reported = false;
+        loop {
+            let written = match producer.as_mut() {
+                Some(producer) => producer.enqueue_batch(&jobs).await,
+                None => match Producer::connect(&url, keys.clone()).await {
+                    Ok(connected) => producer.insert(connected).enqueue_batch(&jobs).await,
+                    Err(error) => Err(error),
+                },
+            };
+            match written {
+                Ok(()) => break,
+                Err(error) => {
+                    if !reported {
+                        tracing::warn!(%error, buffered = jobs.len(), "Redis unreachable; jobs stay buffered");
+                        reported = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        // Flushes sent after jobs of this batch are answered once those are written.
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
