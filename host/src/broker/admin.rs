@@ -4,7 +4,8 @@
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
-use super::{BrokerError, connect_writer, open_client, redact};
+use super::entries::raw_entries;
+use super::{BrokerError, connect_to, redact};
 use crate::keys::QueueKeys;
 
 /// Entries read per XRANGE page.
@@ -74,13 +75,7 @@ pub struct Admin {
 
 impl Admin {
     pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let client = open_client(url)?;
-        let conn = connect_writer(&client)
-            .await
-            .map_err(|e| BrokerError::Connect {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+        let (_, conn) = connect_to(url).await?;
         Ok(Admin {
             url: redact(url),
             keys,
@@ -299,26 +294,14 @@ impl Admin {
 }
 
 fn parse_entries(value: Value) -> Vec<DeadJob> {
-    let Value::Array(entries) = value else {
-        return Vec::new();
-    };
-    entries
+    raw_entries(value)
         .into_iter()
-        .filter_map(|entry| {
-            let Value::Array(mut parts) = entry else {
-                return None;
-            };
-            let fields = parts.pop()?;
-            let id = text(parts.pop()?)?;
-            let Value::Array(flat) = fields else {
-                return None;
-            };
-            let mut pairs = Vec::new();
-            let mut flat = flat.into_iter();
-            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                pairs.push((text(k)?, text(v)?));
-            }
-            Some(DeadJob { id, fields: pairs })
+        .map(|(id, pairs)| DeadJob {
+            id,
+            fields: pairs
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect(),
         })
         .collect()
 }

@@ -38,9 +38,12 @@ impl Delivery {
     }
 }
 
+/// One stream entry as Redis returns it: id and fields in order.
+pub type RawEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Entries of a list `[[id, [field, value, ...]], ...]`. Entries deleted while
 /// pending come back with nil fields; they are skipped (nothing left to run).
-pub fn parse_entries(value: Value) -> Vec<Delivery> {
+pub fn raw_entries(value: Value) -> Vec<RawEntry> {
     let Value::Array(entries) = value else {
         return Vec::new();
     };
@@ -54,8 +57,7 @@ pub fn parse_entries(value: Value) -> Vec<Delivery> {
                 return None;
             }
             let fields = parts.pop()?;
-            let id = bytes(parts.pop()?)?;
-            let id = String::from_utf8(id).ok()?;
+            let id = String::from_utf8(bytes(parts.pop()?)?).ok()?;
             let Value::Array(flat) = fields else {
                 return None;
             };
@@ -65,8 +67,16 @@ pub fn parse_entries(value: Value) -> Vec<Delivery> {
                 let key = String::from_utf8_lossy(&bytes(k)?).into_owned();
                 pairs.push((key, bytes(v)?));
             }
-            Some(Delivery::from_entry(id, pairs))
+            Some((id, pairs))
         })
+        .collect()
+}
+
+/// Deliveries of a list of entries (see [`raw_entries`]).
+pub fn parse_entries(value: Value) -> Vec<Delivery> {
+    raw_entries(value)
+        .into_iter()
+        .map(|(id, pairs)| Delivery::from_entry(id, pairs))
         .collect()
 }
 

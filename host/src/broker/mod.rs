@@ -223,6 +223,19 @@ impl Broker {
     }
 }
 
+/// A client for `url` and its auto-reconnecting connection, failing with a
+/// message that names the (redacted) URL.
+async fn connect_to(url: &str) -> Result<(Client, ConnectionManager), BrokerError> {
+    let client = open_client(url)?;
+    let conn = connect_writer(&client)
+        .await
+        .map_err(|e| BrokerError::Connect {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+    Ok((client, conn))
+}
+
 /// The auto-reconnecting connection every non-blocking command goes through.
 async fn connect_writer(client: &Client) -> Result<ConnectionManager, RedisError> {
     let config = ConnectionManagerConfig::new()

@@ -6,7 +6,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
-use super::{BrokerError, connect_writer, open_client, redact};
+use super::{BrokerError, connect_to, redact};
 use crate::envelope::Envelope;
 use crate::keys::QueueKeys;
 
@@ -39,13 +39,7 @@ pub struct Producer {
 
 impl Producer {
     pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let client = open_client(url)?;
-        let conn = connect_writer(&client)
-            .await
-            .map_err(|e| BrokerError::Connect {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+        let (client, conn) = connect_to(url).await?;
         Ok(Producer {
             client,
             url: redact(url),
