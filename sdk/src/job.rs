@@ -106,7 +106,7 @@ impl Job {
     /// names the problem (retrying would not fix it).
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug, serde::Deserialize)]
     /// struct Order { id: u64 }
     ///
     /// let order: Order = jobhost_sdk::Job::new("orders.created", r#"{"id":7}"#).json().unwrap();

@@ -42,8 +42,9 @@ pub struct RunArgs {
     /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/jobhost or ~/.cache/jobhost].
     #[arg(long, value_name = "DIR", env = env::CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDR/metrics and health on /healthz (e.g. 127.0.0.1:9464).
-    #[arg(long, value_name = "ADDR", env = env::METRICS)]
+    /// Serve Prometheus metrics on http://ADDR/metrics and health on /healthz;
+    /// a bare port (9464) binds loopback.
+    #[arg(long, value_name = "ADDR", env = env::METRICS, value_parser = parse_listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Compile plugins on every start instead of caching their code.
     #[arg(long)]
@@ -126,6 +127,15 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
     });
     host::run(config, shutdown).await?;
     Ok(0)
+}
+
+/// `127.0.0.1:9464`, `0.0.0.0:9464`, or a bare port on loopback.
+fn parse_listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address (e.g. 127.0.0.1:9464 or 9464)"))
 }
 
 /// The configuration as `key = value` lines, in the config file's own keys.
