@@ -1,72 +1,115 @@
-//! `jobhost bench`: measured numbers, reproducible on any machine. Build with
-//! `--release` before trusting what it prints.
+//! `jobhost bench`: the performance figures, measured here and now. Build with
+//! `--release` before trusting them; each starts its own redis-server.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
 
-use crate::envelope::{Envelope, JobType};
-use crate::plugins::{CodeCache, Job, RunOutcome, Runtime};
+use crate::bench::{self, BenchRedis, Spread};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Plugin to run jobs through.
-    #[arg(long, value_name = "PLUGIN.wasm", default_value = "plugins/hello.wasm")]
-    pub plugin: PathBuf,
-    /// Job type sent to the plugin.
+    /// Folder of plugins for the drain benchmark (must handle --type).
+    #[arg(long, value_name = "DIR", default_value = "plugins")]
+    pub plugins: PathBuf,
+    /// Job type the drain and overhead benchmarks run (a trivial JSON-parsing handler).
     #[arg(long = "type", value_name = "TYPE", default_value = "hello.bench")]
     pub job_type: String,
-    /// Payload of every job (~100 bytes of JSON by default).
-    #[arg(
-        long,
-        default_value = r#"{"name":"bench","order":{"id":12345,"items":[{"sku":"tea-green","qty":2}],"note":"x"}}"#
-    )]
-    pub payload: String,
-    /// Jobs per run.
-    #[arg(long, default_value_t = 20_000)]
-    pub jobs: u32,
-    /// Runs; the median, min and max are reported.
-    #[arg(long, default_value_t = 5)]
+    /// Jobs per run of the Redis benchmarks.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: usize,
+    /// Runs of each benchmark; the median, min and max are reported.
+    #[arg(long, default_value_t = 3)]
     pub runs: u32,
+    /// Job threads of the drain benchmark [default: number of CPUs].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Only the per-job overhead, without Redis.
+    #[arg(long)]
+    pub overhead_only: bool,
 }
 
-/// Measures the per-job cost of a fresh instance, without Redis: the
-/// overhead every job pays on top of its handler's own work.
-pub fn execute(args: BenchArgs) -> anyhow::Result<i32> {
-    let runtime = Runtime::new(1, CodeCache::new(None))
-        .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
-    let plugin = runtime.load(&args.plugin)?;
-    let envelope = Envelope::new(JobType::parse(&args.job_type)?, args.payload.into_bytes());
-    let job = Job {
-        id: envelope.job_id.to_string(),
-        job_type: envelope.job_type.to_string(),
-        enqueued_at_ms: envelope.produced_at_ms(),
-        payload: envelope.payload,
-        attempt: 1,
-        max_attempts: 5,
-        trace_id: None,
-    };
-    if !matches!(plugin.run(&job), RunOutcome::Success { .. }) {
-        anyhow::bail!("the plugin does not succeed on this job; pick another --type or --payload");
-    }
-    let mut per_job = Vec::with_capacity(args.runs as usize);
-    for _ in 0..args.runs.max(1) {
-        let started = Instant::now();
-        for _ in 0..args.jobs {
-            let _ = plugin.run(&job);
-        }
-        per_job.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(args.jobs.max(1)));
-    }
-    per_job.sort_by(f64::total_cmp);
+fn show(what: &str, unit: &str, spread: Spread) {
     println!(
-        "fresh instance per job ({}): median {:.1} µs, min {:.1} µs, max {:.1} µs ({} runs of {} jobs)",
-        plugin.name(),
-        per_job[per_job.len() / 2],
-        per_job[0],
-        per_job[per_job.len() - 1],
-        per_job.len(),
+        "{what:<52} median {:>10.1} {unit:<7} min {:>10.1}  max {:>10.1}",
+        spread.median, spread.min, spread.max
+    );
+}
+
+pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
+    let plugin = args.plugins.join(format!(
+        "{}.wasm",
+        args.job_type.split('.').next().unwrap_or("hello")
+    ));
+    let runs = args.runs.max(1);
+    println!(
+        "machine: {} CPUs; {} jobs per run, {runs} runs",
+        num_cpus(),
         args.jobs
     );
+    let overhead = tokio::task::block_in_place(|| {
+        bench::dispatch_overhead(&plugin, &args.job_type, 20_000, runs.max(3))
+    })?;
+    show(
+        "5. per-job overhead, fresh instance (no Redis)",
+        "µs/job",
+        overhead,
+    );
+    if args.overhead_only {
+        return Ok(0);
+    }
+    let redis = BenchRedis::start()?;
+    let concurrency = args.concurrency.unwrap_or_else(num_cpus);
+    let mut enqueue = Vec::new();
+    let mut drain = Vec::new();
+    let mut floor = Vec::new();
+    for _ in 0..runs {
+        redis.flush()?;
+        enqueue.push(bench::enqueue_rate(&redis.url, args.jobs).await?);
+        redis.flush()?;
+        drain.push(
+            bench::drain_rate(
+                &redis.url,
+                &args.plugins,
+                &args.job_type,
+                args.jobs,
+                concurrency,
+            )
+            .await?,
+        );
+        redis.flush()?;
+        floor.push(bench::raw_floor(&redis.url, args.jobs, 100).await?);
+    }
+    show(
+        "1. enqueue, pipelined batches",
+        "jobs/s",
+        Spread::of(enqueue),
+    );
+    let drain = Spread::of(drain);
+    show(
+        &format!("2. drain, fresh instance per job ({concurrency} threads)"),
+        "jobs/s",
+        drain,
+    );
+    println!(
+        "{:<52} not offered (every job gets a fresh instance)",
+        "3. drain, instance reuse"
+    );
+    let floor = Spread::of(floor);
+    show("6. raw floor: XREADGROUP COUNT 100 + XACK", "jobs/s", floor);
+    println!(
+        "{:<52} {:.0}% of the raw floor",
+        "   drain / floor",
+        100.0 * drain.median / floor.median
+    );
+    println!(
+        "{:<52} {:.1} MiB",
+        "7. host RSS (this process, after the runs)",
+        bench::rss_mib()
+    );
     Ok(0)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -73,7 +73,7 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
     Stats(stats::StatsArgs),
-    /// Measure per-job overhead (build with --release first).
+    /// Measure throughput and per-job overhead against an own redis-server (build with --release first).
     Bench(bench::BenchArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
@@ -113,7 +113,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Invoke(args) => invoke::execute(args),
         Command::Plugins(command) => plugins::execute(command),
-        Command::Bench(args) => bench::execute(args),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -126,9 +125,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
-                    Command::Invoke(_) | Command::Plugins(_) | Command::Bench(_) => {
-                        unreachable!("handled above")
-                    }
+                    Command::Bench(args) => bench::execute(args).await,
+                    Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })
         }
