@@ -68,6 +68,8 @@ pub enum HostError {
     Metrics { addr: String, error: std::io::Error },
 }
 
+/// Jobs in flight (read, running or being recorded) per job thread.
+const PREFETCH_PER_THREAD: usize = 64;
 /// Most entries read in one XREADGROUP.
 const READ_BATCH: usize = 256;
 /// Most outcomes recorded in one pipeline.
@@ -117,8 +119,10 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         },
     ));
     let pool = Pool::start(concurrency, dispatcher, done_tx);
-    // Read ahead one job per thread so threads never wait on Redis.
-    let slots = Arc::new(Semaphore::new(concurrency * 2));
+    // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
+    // worthwhile batch and threads never wait on Redis, few enough that a crash
+    // leaves little for others to reclaim.
+    let slots = Arc::new(Semaphore::new(concurrency * PREFETCH_PER_THREAD));
     let in_flight = InFlight::default();
 
     tracing::info!(

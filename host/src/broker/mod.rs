@@ -79,7 +79,7 @@ pub struct Broker {
     writer: ConnectionManager,
     /// Blocking reads get their own connection so they never delay writes.
     reader: MultiplexedConnection,
-    record_outcome: Script,
+    record_outcomes: Script,
     promote_due: Script,
     touch_inflight: Script,
     remove_consumer: Script,
@@ -109,7 +109,7 @@ impl Broker {
             consumer,
             writer,
             reader,
-            record_outcome: Script::new(include_str!("record_outcome.lua")),
+            record_outcomes: Script::new(include_str!("record_outcomes.lua")),
             promote_due: Script::new(include_str!("promote_due.lua")),
             touch_inflight: Script::new(include_str!("touch_inflight.lua")),
             remove_consumer: Script::new(include_str!("remove_consumer.lua")),
@@ -177,31 +177,29 @@ impl Broker {
         Ok(entries::parse_read_reply(reply))
     }
 
-    /// Records outcomes, each in its own atomic step, pipelined together.
+    /// Records outcomes, all in one atomic step.
     /// Safe to call again with the same records after an error: an outcome
     /// already recorded is not written twice.
     pub async fn record(&mut self, records: &[Record<'_>]) -> Result<(), BrokerError> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for record in records {
-            record.add_to(&mut pipe, &self.keys, self.record_outcome.get_hash());
-            pipe.ignore();
-        }
-        let result: Result<(), RedisError> = pipe.query_async(&mut self.writer).await;
+        let command = record::batch_command(records, &self.keys, self.record_outcomes.get_hash());
+        let result: Result<u64, RedisError> = command.query_async(&mut self.writer).await;
         match result {
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                self.record_outcome
+                self.record_outcomes
                     .prepare_invoke()
                     .load_async(&mut self.writer)
                     .await
                     .map_err(|e| self.command_error(e))?;
-                pipe.query_async::<()>(&mut self.writer)
+                command
+                    .query_async::<u64>(&mut self.writer)
                     .await
+                    .map(drop)
                     .map_err(|e| self.command_error(e))
             }
-            other => other.map_err(|e| self.command_error(e)),
+            other => other.map(drop).map_err(|e| self.command_error(e)),
         }
     }
 

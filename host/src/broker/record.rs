@@ -1,4 +1,4 @@
-//! The one place that turns a job's outcome into Redis writes.
+//! The one place that turns jobs' outcomes into Redis writes.
 
 use crate::envelope::{Envelope, field, now_rfc3339};
 use crate::keys::QueueKeys;
@@ -17,56 +17,100 @@ pub struct Record<'a> {
     pub now_ms: u64,
 }
 
-impl Record<'_> {
-    /// Adds the EVALSHA of `record_outcome.lua` for this record to `pipe`.
-    pub(super) fn add_to(&self, pipe: &mut redis::Pipeline, keys: &QueueKeys, script_sha: &str) {
-        let job = self.delivery.job.as_ref().ok();
-        // Only reply streams of this queue: the field comes from the producer.
-        let reply_to = job
+/// The EVALSHA of `record_outcomes.lua` that records `records` in one step.
+pub(super) fn batch_command(
+    records: &[Record<'_>],
+    keys: &QueueKeys,
+    script_sha: &str,
+) -> redis::Cmd {
+    // Reply streams become KEYS[5..]; only this queue's: the field comes from the producer.
+    let prefix = keys.reply_prefix();
+    let mut replies: Vec<&str> = Vec::new();
+    fn reply_of<'r>(record: &Record<'r>, prefix: &str) -> Option<&'r str> {
+        record
+            .delivery
+            .job
+            .as_ref()
+            .ok()
             .and_then(|job| job.reply_to.as_deref())
-            .filter(|key| key.starts_with(&keys.reply_prefix()));
-        let cmd = pipe.cmd("EVALSHA").arg(script_sha);
-        cmd.arg(if reply_to.is_some() { 5 } else { 4 })
-            .arg(&keys.stream)
-            .arg(&keys.delayed)
-            .arg(&keys.dlq)
-            .arg(&keys.counters);
-        if let Some(reply_to) = reply_to {
-            cmd.arg(reply_to);
+            .filter(|key| key.starts_with(prefix))
+    }
+    for record in records {
+        if let Some(reply) = reply_of(record, &prefix)
+            && !replies.contains(&reply)
+        {
+            replies.push(reply);
         }
+    }
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script_sha)
+        .arg(4 + replies.len())
+        .arg(&keys.stream)
+        .arg(&keys.delayed)
+        .arg(&keys.dlq)
+        .arg(&keys.counters)
+        .arg(&replies)
+        .arg(&keys.group)
+        .arg(records.len());
+    for record in records {
+        let reply = reply_of(record, &prefix)
+            .and_then(|key| replies.iter().position(|r| *r == key))
+            .map_or(0, |index| index + 5);
+        record.add_args(&mut cmd, keys, reply);
+    }
+    cmd
+}
+
+impl Record<'_> {
+    /// This record's arguments, as `record_outcomes.lua` reads them.
+    fn add_args(&self, cmd: &mut redis::Cmd, keys: &QueueKeys, reply: usize) {
+        let job = self.delivery.job.as_ref().ok();
         let reply_text: &[u8] = match self.outcome {
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
             Outcome::Retry { .. } => b"",
         };
-        cmd.arg(&keys.group)
-            .arg(&self.delivery.entry_id)
+        let (action, args) = self.action(keys);
+        cmd.arg(&self.delivery.entry_id)
             .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
-            .arg(reply_text);
+            .arg(reply)
+            .arg(reply_text)
+            .arg(action)
+            .arg(args.len())
+            .arg(args);
+    }
+
+    /// The action and its arguments.
+    fn action(&self, keys: &QueueKeys) -> (&'static str, Vec<Vec<u8>>) {
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        let mut text = |value: &str| args.push(value.as_bytes().to_vec());
         match (self.outcome, &self.delivery.job) {
             (Outcome::Done { follow_ups, .. }, Ok(parent)) => {
-                cmd.arg("done").arg(follow_ups.len());
+                text(&follow_ups.len().to_string());
                 for follow_up in follow_ups {
                     let mut job =
                         Envelope::new(follow_up.job_type.clone(), follow_up.payload.clone());
                     job.trace_id = parent.trace_id.clone();
                     job.producer = Some(format!("jobhost:{}", parent.job_type));
                     let fields = job.to_fields();
-                    cmd.arg(fields.len() * 2);
+                    args.push((fields.len() * 2).to_string().into_bytes());
                     for (name, value) in fields {
-                        cmd.arg(name).arg(value);
+                        args.push(name.as_bytes().to_vec());
+                        args.push(value);
                     }
                 }
+                ("done", args)
             }
             (Outcome::Retry { after, .. }, Ok(job)) => {
                 let mut next = job.clone();
                 next.attempt += 1;
                 let due = self.now_ms + after.as_millis() as u64;
-                cmd.arg("retry").arg(due).arg(delayed_member(&next));
+                text(&due.to_string());
+                text(&delayed_member(&next));
+                ("retry", args)
             }
             (Outcome::Dead { reason }, job) => {
-                cmd.arg("dead");
                 let (fields, attempts, replays) = match job {
                     Ok(job) => (
                         job.to_fields()
@@ -78,30 +122,29 @@ impl Record<'_> {
                     ),
                     Err(malformed) => (malformed.fields.clone(), 0, 0),
                 };
-                for (name, value) in fields.iter().filter(|(k, _)| k != field::REPLAY_COUNT) {
-                    cmd.arg(name.as_str()).arg(value.as_slice());
+                for (name, value) in fields.into_iter().filter(|(k, _)| k != field::REPLAY_COUNT) {
+                    args.push(name.into_bytes());
+                    args.push(value);
                 }
                 let last_error: String = reason.chars().take(MAX_ERROR_CHARS).collect();
-                cmd.arg("original_id")
-                    .arg(&self.delivery.entry_id)
-                    .arg("original_stream")
-                    .arg(&keys.stream)
-                    .arg("failed_at")
-                    .arg(now_rfc3339())
-                    .arg("total_attempts")
-                    .arg(attempts)
-                    .arg("last_error")
-                    .arg(last_error)
-                    .arg("consumer_group")
-                    .arg(&keys.group)
-                    .arg(field::REPLAY_COUNT)
-                    .arg(replays);
+                let enrichment = [
+                    ("original_id", self.delivery.entry_id.clone()),
+                    ("original_stream", keys.stream.clone()),
+                    ("failed_at", now_rfc3339()),
+                    ("total_attempts", attempts.to_string()),
+                    ("last_error", last_error),
+                    ("consumer_group", keys.group.clone()),
+                    (field::REPLAY_COUNT, replays.to_string()),
+                ];
+                for (name, value) in enrichment {
+                    args.push(name.as_bytes().to_vec());
+                    args.push(value.into_bytes());
+                }
+                ("dead", args)
             }
             // Expired jobs, and the impossible pairing of a malformed entry with
             // another outcome: acknowledge only.
-            _ => {
-                cmd.arg("ack");
-            }
+            _ => ("ack", args),
         }
     }
 }
