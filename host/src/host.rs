@@ -35,6 +35,10 @@ pub struct HostConfig {
     pub queue: String,
     /// Jobs running at once (one thread each).
     pub concurrency: usize,
+    /// Jobs in flight (read, running or being recorded) per job thread. More
+    /// means bigger reads and higher throughput; fewer means fairer sharing of
+    /// slow jobs between hosts and less to reclaim after a crash.
+    pub prefetch: usize,
     /// This host's consumer name in the group; unique per process.
     pub consumer: String,
     /// How long in-flight jobs may take to finish after a shutdown signal.
@@ -68,8 +72,6 @@ pub enum HostError {
     Metrics { addr: String, error: std::io::Error },
 }
 
-/// Jobs in flight (read, running or being recorded) per job thread.
-const PREFETCH_PER_THREAD: usize = 64;
 /// Most entries read in one XREADGROUP.
 const READ_BATCH: usize = 256;
 /// Most outcomes recorded in one pipeline.
@@ -122,7 +124,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
-    let slots = Arc::new(Semaphore::new(concurrency * PREFETCH_PER_THREAD));
+    let slots = Arc::new(Semaphore::new(concurrency * config.prefetch.max(1)));
     let in_flight = InFlight::default();
 
     tracing::info!(

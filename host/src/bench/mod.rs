@@ -68,6 +68,7 @@ pub async fn drain_rate(
     job_type: &str,
     count: usize,
     concurrency: usize,
+    prefetch: usize,
 ) -> anyhow::Result<f64> {
     let queue = format!("drain{}", fastrand::u32(..));
     let keys = QueueKeys::new("bench", &queue);
@@ -84,6 +85,7 @@ pub async fn drain_rate(
         namespace: "bench".to_owned(),
         queue,
         concurrency,
+        prefetch,
         consumer: host::default_consumer_name(),
         shutdown_timeout: Duration::from_secs(30),
         retry: RetryPolicy::default(),

@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// Job threads of the drain benchmark [default: number of CPUs].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Jobs in flight per thread in the drain benchmark (`run --prefetch`).
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: usize,
     /// Only the per-job overhead, without Redis.
     #[arg(long)]
     pub overhead_only: bool,
@@ -74,6 +77,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
                 &args.job_type,
                 args.jobs,
                 concurrency,
+                args.prefetch,
             )
             .await?,
         );
@@ -87,7 +91,10 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     );
     let drain = Spread::of(drain);
     show(
-        &format!("2. drain, fresh instance per job ({concurrency} threads)"),
+        &format!(
+            "2. drain, fresh instance/job ({concurrency} thr, prefetch {})",
+            args.prefetch
+        ),
         "jobs/s",
         drain,
     );

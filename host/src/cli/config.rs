@@ -29,6 +29,7 @@ const KEYS: &[(&str, &str)] = &[
     ("queue", env::QUEUE),
     ("plugins", env::PLUGINS),
     ("concurrency", env::CONCURRENCY),
+    ("prefetch", env::PREFETCH),
     ("consumer", env::CONSUMER),
     ("shutdown_timeout", env::SHUTDOWN_TIMEOUT),
     ("claim_idle", env::CLAIM_IDLE),

@@ -35,6 +35,7 @@ pub mod env {
     pub const METRICS: &str = "JOBHOST_METRICS";
     pub const MAX_PAYLOAD: &str = "JOBHOST_MAX_PAYLOAD";
     pub const CONFIG: &str = "JOBHOST_CONFIG";
+    pub const PREFETCH: &str = "JOBHOST_PREFETCH";
 }
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

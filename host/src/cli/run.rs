@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// Jobs run at once [default: number of CPUs].
     #[arg(long, value_name = "N", env = env::CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
+    /// Jobs in flight per job thread (read ahead, running, or being recorded).
+    #[arg(long, value_name = "N", env = env::PREFETCH, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
     /// This host's consumer name in the group [default: hostname-pid-random].
     #[arg(long, value_name = "NAME", env = env::CONSUMER)]
     pub consumer: Option<String>,
@@ -85,6 +88,7 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<i32> {
         namespace: args.queue.namespace.clone(),
         queue: args.queue.queue.clone(),
         concurrency,
+        prefetch: usize::from(args.prefetch),
         consumer: args.consumer.unwrap_or_else(host::default_consumer_name),
         shutdown_timeout: args.shutdown_timeout,
         retry: RetryPolicy {
@@ -148,6 +152,7 @@ fn print_config(config: &HostConfig) {
         ("queue", config.queue.clone()),
         ("plugins", config.plugins_dir.display().to_string()),
         ("concurrency", config.concurrency.to_string()),
+        ("prefetch", config.prefetch.to_string()),
         ("consumer", config.consumer.clone()),
         ("shutdown_timeout", duration(config.shutdown_timeout)),
         ("claim_idle", duration(config.claim_idle)),
