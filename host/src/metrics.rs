@@ -39,6 +39,8 @@ pub struct Metrics {
     pub redis_reconnects: AtomicU64,
     /// Whether Redis answered the last command and the reader is consuming.
     pub healthy: AtomicBool,
+    /// The plugins serving now: name → (version, content hash).
+    serving: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 impl Metrics {
@@ -75,6 +77,11 @@ impl Metrics {
         }
     }
 
+    /// Records which plugins serve now (after a load, reload or removal).
+    pub fn set_serving(&self, plugins: BTreeMap<String, (String, String)>) {
+        *self.serving.lock().expect("metrics lock") = plugins;
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -87,6 +94,19 @@ impl Metrics {
                 escape(outcome),
                 escape(job_type),
                 escape(plugin)
+            );
+        }
+        out.push_str(
+            "# HELP jobhost_plugin_info The plugins serving now, by version and content hash.\n",
+        );
+        out.push_str("# TYPE jobhost_plugin_info gauge\n");
+        for (plugin, (version, hash)) in self.serving.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jobhost_plugin_info{{plugin=\"{}\",version=\"{}\",hash=\"{}\"}} 1",
+                escape(plugin),
+                escape(version),
+                escape(hash)
             );
         }
         out.push_str(

@@ -124,10 +124,16 @@ fn metrics_count_exactly_the_workload() {
             3.0,
         ),
         ("jobhost_plugin_load_errors_total", 0.0),
+        ("jobhost_plugin_reloads_total", 0.0),
     ];
     for (series, value) in expect {
         assert_eq!(samples.get(series), Some(&value), "{series} in\n{body}");
     }
+    let info = samples
+        .keys()
+        .find(|k| k.starts_with(r#"jobhost_plugin_info{plugin="hello",version="0.1.0",hash=""#))
+        .unwrap_or_else(|| panic!("no plugin info for hello in\n{body}"));
+    assert_eq!(samples[info], 1.0);
     let jobs: f64 = samples
         .iter()
         .filter(|(k, _)| k.starts_with("jobhost_jobs_total{"))

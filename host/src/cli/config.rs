@@ -41,6 +41,10 @@ const KEYS: &[(&str, &str)] = &[
     ("metrics", env::METRICS),
     ("max_payload", env::MAX_PAYLOAD),
     ("log_format", env::LOG_FORMAT),
+    ("no_cache", env::NO_CACHE),
+    ("standby_generator", env::STANDBY_GENERATOR),
+    ("generate_type", env::GENERATE_TYPE),
+    ("generate_rate", env::GENERATE_RATE),
 ];
 
 /// The config file named by `--config FILE` in `args` or by `JOBHOST_CONFIG`,

@@ -36,6 +36,10 @@ pub mod env {
     pub const MAX_PAYLOAD: &str = "JOBHOST_MAX_PAYLOAD";
     pub const CONFIG: &str = "JOBHOST_CONFIG";
     pub const PREFETCH: &str = "JOBHOST_PREFETCH";
+    pub const NO_CACHE: &str = "JOBHOST_NO_CACHE";
+    pub const STANDBY_GENERATOR: &str = "JOBHOST_STANDBY_GENERATOR";
+    pub const GENERATE_TYPE: &str = "JOBHOST_GENERATE_TYPE";
+    pub const GENERATE_RATE: &str = "JOBHOST_GENERATE_RATE";
 }
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

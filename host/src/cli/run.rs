@@ -50,13 +50,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", env = env::METRICS, value_parser = parse_listen_addr)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Compile plugins on every start instead of caching their code.
-    #[arg(long)]
+    #[arg(long, env = env::NO_CACHE)]
     pub no_cache: bool,
     /// Largest payload run, in bytes; larger jobs are dead-lettered.
     #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = crate::cli::enqueue::MAX_PAYLOAD_BYTES)]
     pub max_payload: usize,
     /// Generate jobs whenever no `jobhost generate` is alive (one generator per namespace).
-    #[arg(long)]
+    #[arg(long, env = env::STANDBY_GENERATOR)]
     pub standby_generator: bool,
     /// Job type the standby generator writes.
     #[arg(
@@ -67,7 +67,7 @@ pub struct RunArgs {
     )]
     pub generate_type: String,
     /// Rate of the standby generator, e.g. 10/s.
-    #[arg(long, value_name = "N/s", default_value = "2/s", value_parser = super::generate::parse_rate, requires = "standby_generator")]
+    #[arg(long, value_name = "N/s", env = env::GENERATE_RATE, default_value = "2/s", value_parser = super::generate::parse_rate)]
     pub generate_rate: f64,
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]

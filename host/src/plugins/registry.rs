@@ -126,6 +126,15 @@ impl Registry {
                 tracing::error!("{conflict}");
             }
         }
+        let serving = set
+            .plugins()
+            .iter()
+            .map(|p| {
+                let version = (p.description.version.clone(), p.short_hash().to_owned());
+                (p.name().to_owned(), version)
+            })
+            .collect();
         *self.current.write().expect("plugin set lock") = Arc::new(set);
+        self.metrics.set_serving(serving);
     }
 }
