@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::Delivery;
-use crate::envelope::{Envelope, now_ms};
+use crate::envelope::{Envelope, now_ms, now_us};
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{Job, Registry, RunOutcome};
 
@@ -17,6 +17,8 @@ pub struct Finished {
     /// The plugin that ran the job, if one did.
     pub plugin: Option<PluginTag>,
     pub duration: Duration,
+    /// From the producer's `produced_at` to the dispatch (by the two machines' clocks).
+    pub waited: Option<Duration>,
 }
 
 /// The rules a dispatcher applies before and after running a job.
@@ -51,6 +53,11 @@ impl Dispatcher {
     /// entry or a misbehaving plugin is an outcome like any other.
     pub fn dispatch(&self, delivery: Delivery) -> Finished {
         let started = Instant::now();
+        let waited = delivery
+            .job
+            .as_ref()
+            .ok()
+            .map(|job| Duration::from_micros(now_us().saturating_sub(job.produced_at_us())));
         let (outcome, plugin) = match &delivery.job {
             Err(malformed) => (
                 Outcome::Dead {
@@ -87,6 +94,7 @@ impl Dispatcher {
             outcome,
             plugin,
             duration: started.elapsed(),
+            waited,
         }
     }
 

@@ -229,6 +229,13 @@ impl Envelope {
         parse_rfc3339_ms(&self.produced_at).unwrap_or(0)
     }
 
+    /// When the producer wrote the job, in µs since the Unix epoch (0 when unreadable).
+    pub fn produced_at_us(&self) -> u64 {
+        OffsetDateTime::parse(&self.produced_at, &Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000).max(0) as u64)
+            .unwrap_or(0)
+    }
+
     /// Whether the job's expiry has passed at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at
@@ -251,6 +258,14 @@ pub fn format_rfc3339_ms(ms: u64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// Now, in µs since the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Now, in ms since the Unix epoch.

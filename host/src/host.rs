@@ -521,6 +521,9 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
     metrics.job_finished(outcome, job_type, plugin, finished.duration);
+    if let Some(waited) = finished.waited {
+        metrics.job_waited(waited);
+    }
     match &finished.outcome {
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,

@@ -17,11 +17,51 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 10.0,
 ];
 
+/// Upper bounds of the queue wait histogram (enqueue → handler start), in seconds.
+const WAIT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 300.0,
+];
+
 #[derive(Default)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
+    /// Per upper bound, how many samples were at or below it.
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], seconds: f64) {
+        self.counts.resize(bounds.len(), 0);
+        for (bound, count) in bounds.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in bounds.iter().zip(self.counts.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = |text: &str| {
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("{{{text}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
+        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
+    }
 }
 
 /// All metrics of a host.
@@ -29,6 +69,7 @@ struct Histogram {
 pub struct Metrics {
     jobs: Mutex<BTreeMap<(String, String, String), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
+    queue_wait: Mutex<Histogram>,
     pub in_flight: AtomicU64,
     pub retries: AtomicU64,
     pub dlq_writes: AtomicU64,
@@ -44,6 +85,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts how long a job waited between its enqueue and its handler's start.
+    pub fn job_waited(&self, waited: Duration) {
+        self.queue_wait
+            .lock()
+            .expect("metrics lock")
+            .observe(&WAIT_BUCKETS, waited.as_secs_f64());
+    }
+
     /// Counts one finished job.
     pub fn job_finished(&self, outcome: &str, job_type: &str, plugin: &str, duration: Duration) {
         {
@@ -64,16 +113,9 @@ impl Metrics {
             _ => 0,
         };
         if plugin != "-" {
-            let seconds = duration.as_secs_f64();
             let mut durations = self.durations.lock().expect("metrics lock");
             let histogram = durations.entry(plugin.to_owned()).or_default();
-            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
-                if seconds <= *bound {
-                    *count += 1;
-                }
-            }
-            histogram.sum += seconds;
-            histogram.count += 1;
+            histogram.observe(&BUCKETS, duration.as_secs_f64());
         }
     }
 
@@ -114,29 +156,24 @@ impl Metrics {
         );
         out.push_str("# TYPE jobhost_handler_duration_seconds histogram\n");
         for (plugin, histogram) in self.durations.lock().expect("metrics lock").iter() {
-            let plugin = escape(plugin);
-            for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "jobhost_handler_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "jobhost_handler_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "jobhost_handler_duration_seconds_sum{{plugin=\"{plugin}\"}} {}",
-                histogram.sum
-            );
-            let _ = writeln!(
-                out,
-                "jobhost_handler_duration_seconds_count{{plugin=\"{plugin}\"}} {}",
-                histogram.count
+            let labels = format!("plugin=\"{}\"", escape(plugin));
+            histogram.render(
+                &mut out,
+                "jobhost_handler_duration_seconds",
+                &labels,
+                &BUCKETS,
             );
         }
+        out.push_str(
+            "# HELP jobhost_queue_wait_seconds Time from enqueue to the handler's start.\n",
+        );
+        out.push_str("# TYPE jobhost_queue_wait_seconds histogram\n");
+        self.queue_wait.lock().expect("metrics lock").render(
+            &mut out,
+            "jobhost_queue_wait_seconds",
+            "",
+            &WAIT_BUCKETS,
+        );
         let simple: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "jobhost_jobs_in_flight",

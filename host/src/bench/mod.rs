@@ -119,6 +119,127 @@ pub async fn drain_rate(
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
+/// Queue wait (enqueue → handler start) at a steady `rate` jobs/s for `count`
+/// jobs: the p50 and p99 as bucket bounds of the host's histogram, in ms.
+pub async fn latency(
+    url: &str,
+    plugins: &Path,
+    job_type: &str,
+    rate: f64,
+    count: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let queue = format!("latency{}", fastrand::u32(..));
+    let keys = QueueKeys::new("bench", &queue);
+    let mut config = host_config(url, plugins, &queue, num_threads(), 64);
+    config.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let (trigger, shutdown) = crate::shutdown::channel();
+    let running = tokio::spawn(host::run(config, shutdown.clone()));
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    // Wait until the host consumes: the metrics endpoint answers once it does.
+    while http_get(port, "/healthz").await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let producer = Producer::connect(url, keys.clone()).await?;
+    let lease = crate::generator::Lease::new(
+        producer.connection(),
+        &format!("bench-{queue}"),
+        "bench".to_owned(),
+        crate::generator::LEASE_TTL,
+    );
+    let generator = crate::generator::GeneratorConfig {
+        job_type: JobType::parse(job_type)?,
+        rate,
+        count: Some(count),
+        payload: Some(PAYLOAD.to_owned()),
+    };
+    // Held until the end: a dropped trigger reads as "stop".
+    let (_keep_running, never) = crate::shutdown::channel();
+    crate::generator::run(
+        producer,
+        lease,
+        generator,
+        crate::generator::Role::Dedicated,
+        never,
+    )
+    .await?;
+    loop {
+        let done: Option<u64> = redis::cmd("HGET")
+            .arg(&keys.counters)
+            .arg("done")
+            .query_async(&mut conn)
+            .await?;
+        if done.unwrap_or(0) >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let metrics = http_get(port, "/metrics").await?;
+    trigger.trigger();
+    running.await.context("host task")??;
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("jobhost_queue_wait_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (bound, value) = rest.split_once("\"} ")?;
+            Some((bound.parse().unwrap_or(f64::INFINITY), value.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let quantile = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= q * total)
+            .map_or(f64::INFINITY, |(bound, _)| bound * 1000.0)
+    };
+    Ok((quantile(0.5), quantile(0.99)))
+}
+
+async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+fn num_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn host_config(
+    url: &str,
+    plugins: &Path,
+    queue: &str,
+    concurrency: usize,
+    prefetch: usize,
+) -> HostConfig {
+    HostConfig {
+        redis_url: url.to_owned(),
+        plugins_dir: plugins.to_owned(),
+        namespace: "bench".to_owned(),
+        queue: queue.to_owned(),
+        concurrency,
+        prefetch,
+        consumer: host::default_consumer_name(),
+        shutdown_timeout: Duration::from_secs(30),
+        retry: RetryPolicy::default(),
+        max_payload: 1 << 20,
+        claim_idle: Duration::from_secs(30),
+        max_deliveries: 5,
+        cache_dir: None,
+        metrics_addr: None,
+        standby_generator: None,
+    }
+}
+
 /// The floor: a bare XREADGROUP COUNT `batch` + XACK loop over `count` entries.
 pub async fn raw_floor(url: &str, count: usize, batch: usize) -> anyhow::Result<f64> {
     let stream = format!("bench:{{raw{}}}:stream", fastrand::u32(..));

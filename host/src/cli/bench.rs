@@ -102,6 +102,13 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "{:<52} not offered (every job gets a fresh instance)",
         "3. drain, instance reuse"
     );
+    redis.flush()?;
+    let (p50, p99) =
+        bench::latency(&redis.url, &args.plugins, &args.job_type, 2000.0, 20_000).await?;
+    println!(
+        "{:<52} p50 <= {p50} ms, p99 <= {p99} ms (histogram bucket bounds)",
+        "4. queue wait at 2,000 jobs/s (enqueue -> start)"
+    );
     let floor = Spread::of(floor);
     show("6. raw floor: XREADGROUP COUNT 100 + XACK", "jobs/s", floor);
     println!(
