@@ -1,0 +1,142 @@
+//! Scaling out (SPEC §9): hosts sharing one consumer group share the work, and
+//! a host leaving by SIGKILL moves its work to the others without loss.
+
+use std::time::Duration;
+
+use jobhost_tests::{Host, PluginDir, RedisServer, entries, keys, pending_count, wait_until};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn done_lines(host: &Host) -> usize {
+    host.log()
+        .matches("type=test.sleep plugin=testbed attempt=1 outcome=done")
+        .count()
+}
+
+#[test]
+fn three_hosts_share_a_queue_and_one_killed_mid_run_loses_nothing() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    // Small prefetch so the work spreads; fast reclaim so the killed host's share moves quickly.
+    let args = [
+        "--concurrency",
+        "2",
+        "--prefetch",
+        "2",
+        "--claim-idle",
+        "1s",
+    ];
+    let mut hosts: Vec<Host> = (0..3)
+        .map(|_| Host::start(&redis.url(), plugins.path(), &args))
+        .collect();
+    let mut conn = redis.connection();
+    let jobs = 300;
+    let mut pipe = redis::pipe();
+    for i in 0..jobs {
+        pipe.cmd("XADD")
+            .arg(keys::STREAM)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("type")
+            .arg("test.sleep")
+            .arg("payload")
+            .arg("20")
+            .arg("produced_at")
+            .arg("2026-11-24T10:00:00Z")
+            .arg("producer")
+            .arg(format!("scale-{i}"))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+
+    wait_until("a third of the jobs are done", WAIT, || {
+        hosts.iter().map(done_lines).sum::<usize>() >= jobs / 3
+    });
+    let shares: Vec<usize> = hosts.iter().map(done_lines).collect();
+    assert!(
+        shares.iter().all(|n| *n > 0),
+        "every host took a share: {shares:?}"
+    );
+    hosts[0].kill();
+    let killed_share = done_lines(&hosts[0]);
+
+    wait_until("every job is done", WAIT, || {
+        let counted: Option<u64> = redis::cmd("HGET")
+            .arg(keys::COUNTERS)
+            .arg("done")
+            .query(&mut conn)
+            .unwrap();
+        counted.unwrap_or(0) >= jobs as u64
+    });
+    wait_until("nothing pending", WAIT, || pending_count(&mut conn) == 0);
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+    assert!(entries(&mut conn, keys::DLQ).is_empty());
+    let counted: u64 = redis::cmd("HGET")
+        .arg(keys::COUNTERS)
+        .arg("done")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(counted, jobs as u64, "each job recorded once");
+    let survivors: usize = hosts[1..].iter().map(done_lines).sum();
+    // A job the killed host ran but never recorded runs again elsewhere; none is lost.
+    assert!(
+        killed_share + survivors >= jobs,
+        "{killed_share} + {survivors} < {jobs}"
+    );
+}
+
+#[test]
+fn acl_user_with_limited_rights_runs_jobs_and_its_password_is_never_logged() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("worker")
+        .arg("on")
+        .arg(">s3cret-pass")
+        .arg("~jobhost:*")
+        .arg("resetchannels")
+        .arg("+@all")
+        .arg("-@dangerous")
+        .arg("-@admin")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("stranger")
+        .arg("on")
+        .arg(">other-pass")
+        .arg("~elsewhere:*")
+        .arg("+@all")
+        .query(&mut conn)
+        .unwrap();
+    let url = format!("redis://worker:s3cret-pass@127.0.0.1:{}", redis.port());
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&url, plugins.path(), &["--claim-idle", "1s"]);
+    let out = jobhost_tests::jobhost(&["enqueue", "hello.acl", "{}", "--wait", "--redis", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    host.wait_for_log("type=hello.acl plugin=hello attempt=1 outcome=done", WAIT);
+    assert!(
+        !host.log().contains("s3cret-pass"),
+        "password logged:\n{}",
+        host.log()
+    );
+
+    let stranger = format!("redis://stranger:other-pass@127.0.0.1:{}", redis.port());
+    let out = jobhost_tests::jobhost(&[
+        "run",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--redis",
+        &stranger,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jobhost: ") && err.contains("no permissions"), "{err}");
+    assert!(!err.contains("other-pass"), "{err}");
+}
