@@ -137,6 +137,9 @@ fn acl_user_with_limited_rights_runs_jobs_and_its_password_is_never_logged() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("jobhost: ") && err.contains("no permissions"), "{err}");
+    assert!(
+        err.contains("jobhost: ") && err.contains("no permissions"),
+        "{err}"
+    );
     assert!(!err.contains("other-pass"), "{err}");
 }
