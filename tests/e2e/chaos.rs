@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use jobhost_tests::{Host, PluginDir, RedisServer, entries, keys, pending_count};
+use jobhost_tests::{Host, PluginDir, RedisServer, entries, keys, pending_count, xadd_jobs};
 
 const HOST_ARGS: &[&str] = &[
     "--claim-idle",
@@ -59,27 +59,6 @@ fn receipts(conn: &mut redis::Connection) -> HashMap<String, u32> {
     counts
 }
 
-fn enqueue_jobs(conn: &mut redis::Connection, count: usize) {
-    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("XADD")
-                .arg(keys::STREAM)
-                .arg("*")
-                .arg("v")
-                .arg("1")
-                .arg("type")
-                .arg("test.chaos")
-                .arg("payload")
-                .arg(i.to_string())
-                .arg("produced_at")
-                .arg("2026-11-24T10:00:00Z")
-                .ignore();
-        }
-        let _: () = pipe.query(conn).expect("enqueue a chunk");
-    }
-}
-
 #[test]
 fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
     let jobs: usize = std::env::var("JOBHOST_CHAOS_JOBS")
@@ -89,7 +68,7 @@ fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
     let mut redis = RedisServer::start_with_aof();
     let plugins = PluginDir::with(&["testbed"]);
     let mut conn = redis.connection();
-    enqueue_jobs(&mut conn, jobs);
+    xadd_jobs(&mut conn, "test.chaos", (0..jobs).map(|i| i.to_string()));
 
     let url = redis.url();
     let mut hosts = [

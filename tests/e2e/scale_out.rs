@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use jobhost_tests::{Host, PluginDir, RedisServer, entries, keys, pending_count, wait_until};
+use jobhost_tests::{
+    Host, PluginDir, RedisServer, entries, keys, pending_count, wait_until, xadd_jobs,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -31,24 +33,7 @@ fn three_hosts_share_a_queue_and_one_killed_mid_run_loses_nothing() {
         .collect();
     let mut conn = redis.connection();
     let jobs = 300;
-    let mut pipe = redis::pipe();
-    for i in 0..jobs {
-        pipe.cmd("XADD")
-            .arg(keys::STREAM)
-            .arg("*")
-            .arg("v")
-            .arg("1")
-            .arg("type")
-            .arg("test.sleep")
-            .arg("payload")
-            .arg("20")
-            .arg("produced_at")
-            .arg("2026-11-24T10:00:00Z")
-            .arg("producer")
-            .arg(format!("scale-{i}"))
-            .ignore();
-    }
-    let _: () = pipe.query(&mut conn).unwrap();
+    xadd_jobs(&mut conn, "test.sleep", (0..jobs).map(|_| "20".to_owned()));
 
     wait_until("a third of the jobs are done", WAIT, || {
         hosts.iter().map(done_lines).sum::<usize>() >= jobs / 3

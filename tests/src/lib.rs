@@ -66,6 +66,33 @@ pub fn pending_count(conn: &mut redis::Connection) -> u64 {
     }
 }
 
+/// Writes one envelope-v1 entry of `job_type` per payload, pipelined 1,000 at a time.
+pub fn xadd_jobs(
+    conn: &mut redis::Connection,
+    job_type: &str,
+    payloads: impl IntoIterator<Item = String>,
+) {
+    let payloads: Vec<String> = payloads.into_iter().collect();
+    for chunk in payloads.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for payload in chunk {
+            pipe.cmd("XADD")
+                .arg(keys::STREAM)
+                .arg("*")
+                .arg("v")
+                .arg("1")
+                .arg("type")
+                .arg(job_type)
+                .arg("payload")
+                .arg(payload)
+                .arg("produced_at")
+                .arg("2026-11-24T10:00:00Z")
+                .ignore();
+        }
+        let _: () = pipe.query(conn).expect("XADD a chunk of jobs");
+    }
+}
+
 /// Writes an envelope-v1 entry the way any producer could, with raw XADD.
 pub fn xadd_job(conn: &mut redis::Connection, job_type: &str, payload: &str) -> String {
     redis::cmd("XADD")

@@ -79,23 +79,7 @@ pub async fn drain_rate(
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
-    let config = HostConfig {
-        redis_url: url.to_owned(),
-        plugins_dir: plugins.to_owned(),
-        namespace: "bench".to_owned(),
-        queue,
-        concurrency,
-        prefetch,
-        consumer: host::default_consumer_name(),
-        shutdown_timeout: Duration::from_secs(30),
-        retry: RetryPolicy::default(),
-        max_payload: 1 << 20,
-        claim_idle: Duration::from_secs(30),
-        max_deliveries: 5,
-        cache_dir: None,
-        metrics_addr: None,
-        standby_generator: None,
-    };
+    let config = host_config(url, plugins, &queue, concurrency, prefetch);
     let (trigger, shutdown) = crate::shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(host::run(config, shutdown));
