@@ -66,6 +66,22 @@ pub fn pending_count(conn: &mut redis::Connection) -> u64 {
     }
 }
 
+/// An envelope-v1 entry the way any producer could write it, with raw XADD.
+fn xadd_command(job_type: &str, payload: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(keys::STREAM)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("type")
+        .arg(job_type)
+        .arg("payload")
+        .arg(payload)
+        .arg("produced_at")
+        .arg("2026-11-24T10:00:00Z");
+    cmd
+}
+
 /// Writes one envelope-v1 entry of `job_type` per payload, pipelined 1,000 at a time.
 pub fn xadd_jobs(
     conn: &mut redis::Connection,
@@ -76,36 +92,13 @@ pub fn xadd_jobs(
     for chunk in payloads.chunks(1000) {
         let mut pipe = redis::pipe();
         for payload in chunk {
-            pipe.cmd("XADD")
-                .arg(keys::STREAM)
-                .arg("*")
-                .arg("v")
-                .arg("1")
-                .arg("type")
-                .arg(job_type)
-                .arg("payload")
-                .arg(payload)
-                .arg("produced_at")
-                .arg("2026-11-24T10:00:00Z")
-                .ignore();
+            pipe.add_command(xadd_command(job_type, payload)).ignore();
         }
         let _: () = pipe.query(conn).expect("XADD a chunk of jobs");
     }
 }
 
-/// Writes an envelope-v1 entry the way any producer could, with raw XADD.
+/// Writes one envelope-v1 entry with raw XADD; returns its entry id.
 pub fn xadd_job(conn: &mut redis::Connection, job_type: &str, payload: &str) -> String {
-    redis::cmd("XADD")
-        .arg(keys::STREAM)
-        .arg("*")
-        .arg("v")
-        .arg("1")
-        .arg("type")
-        .arg(job_type)
-        .arg("payload")
-        .arg(payload)
-        .arg("produced_at")
-        .arg("2026-11-24T10:00:00Z")
-        .query(conn)
-        .expect("XADD")
+    xadd_command(job_type, payload).query(conn).expect("XADD")
 }

@@ -83,20 +83,7 @@ pub async fn drain_rate(
     let (trigger, shutdown) = crate::shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(host::run(config, shutdown));
-    loop {
-        let done: Option<u64> = redis::cmd("HGET")
-            .arg(&keys.counters)
-            .arg("done")
-            .query_async(&mut conn)
-            .await?;
-        if done.unwrap_or(0) >= count as u64 {
-            break;
-        }
-        if running.is_finished() {
-            anyhow::bail!("the host stopped before draining the queue");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until_done(&mut conn, &keys, count as u64, &running).await?;
     let elapsed = started.elapsed();
     trigger.trigger();
     running.await.context("host task")??;
@@ -151,17 +138,7 @@ pub async fn latency(
         never,
     )
     .await?;
-    loop {
-        let done: Option<u64> = redis::cmd("HGET")
-            .arg(&keys.counters)
-            .arg("done")
-            .query_async(&mut conn)
-            .await?;
-        if done.unwrap_or(0) >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_done(&mut conn, &keys, count, &running).await?;
     let metrics = http_get(port, "/metrics").await?;
     trigger.trigger();
     running.await.context("host task")??;
@@ -181,6 +158,36 @@ pub async fn latency(
             .map_or(f64::INFINITY, |(bound, _)| bound * 1000.0)
     };
     Ok((quantile(0.5), quantile(0.99)))
+}
+
+/// Waits until the host has recorded `count` jobs done, failing if it stops
+/// first or takes longer than five minutes.
+async fn wait_until_done<T>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &QueueKeys,
+    count: u64,
+    host: &tokio::task::JoinHandle<T>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done: Option<u64> = redis::cmd("HGET")
+            .arg(&keys.counters)
+            .arg("done")
+            .query_async(conn)
+            .await?;
+        if done.unwrap_or(0) >= count {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !host.is_finished(),
+            "the host stopped before finishing the jobs"
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the host did not finish {count} jobs within 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
