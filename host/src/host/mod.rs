@@ -1,0 +1,255 @@
+//! `jobhost run`: wires the broker, the plugins and the job threads together
+//! and runs until shutdown.
+//!
+//! One job's path: the reader takes a slot of the in-flight limit and reads the
+//! entry (XREADGROUP) → a job thread dispatches it to its plugin → the recorder
+//! writes its outcome atomically (ack + follow-ups, retry or DLQ) → the slot is freed.
+//!
+//! `reader.rs` feeds the job threads, `recorder.rs` writes outcomes,
+//! `background.rs` holds the tasks beside the job path (heartbeat, delayed
+//! jobs, hot reload, standby generator), `health.rs` tracks Redis.
+
+mod background;
+mod health;
+mod reader;
+mod recorder;
+
+use background::{heartbeat, promote_due_jobs, stand_by_as_generator, watch_plugins};
+use reader::Reader;
+use recorder::record_outcomes;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::broker::{Broker, BrokerError};
+use crate::dispatch::{DispatchPolicy, Dispatcher};
+use crate::generator::GeneratorConfig;
+use crate::keys::QueueKeys;
+use crate::metrics::Metrics;
+use crate::outcome::RetryPolicy;
+use crate::plugins::{CodeCache, DirError, Registry, Runtime};
+use crate::pool::Pool;
+use crate::shutdown::Shutdown;
+
+/// Everything `jobhost run` needs to know.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub redis_url: String,
+    pub plugins_dir: PathBuf,
+    pub namespace: String,
+    pub queue: String,
+    /// Jobs running at once (one thread each).
+    pub concurrency: usize,
+    /// Jobs in flight (read, running or being recorded) per job thread. More
+    /// means bigger reads and higher throughput; fewer means fairer sharing of
+    /// slow jobs between hosts and less to reclaim after a crash.
+    pub prefetch: usize,
+    /// This host's consumer name in the group; unique per process.
+    pub consumer: String,
+    /// How long in-flight jobs may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// A larger payload is dead-lettered without running.
+    pub max_payload: usize,
+    /// Entries idle this long are presumed abandoned by a dead or hung host and
+    /// reclaimed. Live hosts refresh their own entries well within it.
+    pub claim_idle: Duration,
+    /// Where compiled plugins are cached; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Generate these jobs whenever no dedicated generator is alive.
+    pub standby_generator: Option<GeneratorConfig>,
+    /// An entry delivered more often than this without an ack is dead-lettered as poison.
+    pub max_deliveries: u64,
+}
+
+/// Why the host could not start.
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Plugins(#[from] DirError),
+    #[error("cannot start the wasm runtime: {0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("cannot serve metrics on {addr}: {error}")]
+    Metrics { addr: String, error: std::io::Error },
+}
+
+/// Most entries read in one XREADGROUP.
+const READ_BATCH: usize = 256;
+/// Most outcomes recorded in one pipeline.
+const RECORD_BATCH: usize = 256;
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A unique consumer name for this process: host name, pid and a random tag.
+pub fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Runs the host until `shutdown` triggers, then lets in-flight jobs finish.
+pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError> {
+    let concurrency = config.concurrency.max(1);
+    let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
+        .map_err(|e| HostError::Runtime(e.to_string()))?;
+    let metrics = Arc::new(Metrics::default());
+    let plugins = Arc::new(Registry::open(
+        runtime,
+        &config.plugins_dir,
+        metrics.clone(),
+    )?);
+    let _watcher = watch_plugins(plugins.clone());
+    if plugins.current().plugins().is_empty() {
+        tracing::warn!(
+            dir = %config.plugins_dir.display(),
+            "no plugins loaded; jobs will wait for a host that handles their type"
+        );
+    }
+    let keys = QueueKeys::new(&config.namespace, &config.queue);
+    let mut broker = Broker::connect(&config.redis_url, keys, config.consumer.clone()).await?;
+    broker.ensure_group().await?;
+
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let dispatcher = Arc::new(Dispatcher::new(
+        plugins,
+        DispatchPolicy {
+            retry: config.retry,
+            max_deliveries: config.max_deliveries,
+            max_payload: config.max_payload,
+        },
+    ));
+    let pool = Pool::start(concurrency, dispatcher, done_tx);
+    // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
+    // worthwhile batch and threads never wait on Redis, few enough that a crash
+    // leaves little for others to reclaim.
+    let slots = Arc::new(Semaphore::new(concurrency * config.prefetch.max(1)));
+    let in_flight = InFlight::default();
+
+    tracing::info!(
+        stream = %broker.keys().stream,
+        group = %broker.keys().group,
+        consumer = %broker.consumer(),
+        concurrency,
+        "consuming"
+    );
+    let http = match config.metrics_addr {
+        Some(addr) => Some(
+            crate::http::serve(addr, metrics.clone(), shutdown.clone())
+                .await
+                .map_err(|error| HostError::Metrics {
+                    addr: addr.to_string(),
+                    error,
+                })?,
+        ),
+        None => None,
+    };
+    let recorder = tokio::spawn(record_outcomes(
+        broker.clone(),
+        done_rx,
+        in_flight.clone(),
+        metrics.clone(),
+    ));
+    let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
+    let standby = config.standby_generator.clone().map(|generator| {
+        tokio::spawn(stand_by_as_generator(
+            config.redis_url.clone(),
+            broker.keys().clone(),
+            config.namespace.clone(),
+            generator,
+            shutdown.clone(),
+        ))
+    });
+    // The heartbeat outlives the reader: jobs draining after a signal stay fresh.
+    let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
+    let heartbeat = tokio::spawn(heartbeat(
+        broker.clone(),
+        in_flight.clone(),
+        config.claim_idle,
+        heartbeat_stop,
+    ));
+    let mut reader = Reader {
+        broker: &mut broker,
+        pool: &pool,
+        slots,
+        in_flight,
+        claim_idle: config.claim_idle,
+        metrics: metrics.clone(),
+    };
+    reader.run(shutdown).await;
+    metrics.healthy.store(false, Ordering::Relaxed);
+
+    tracing::info!("stopping: no new jobs are read; waiting for jobs in flight");
+    let threads = pool.close();
+    let drained = tokio::time::timeout(config.shutdown_timeout, async {
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        let _ = recorder.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout = %humantime::format_duration(config.shutdown_timeout),
+            "jobs still running at the shutdown timeout stay pending; another host will reclaim them"
+        );
+    }
+    stop_heartbeat.trigger();
+    let _ = heartbeat.await;
+    let _ = promoter.await;
+    if let Some(standby) = standby {
+        let _ = standby.await;
+    }
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    if drained.is_ok()
+        && let Err(error) = broker.leave().await
+    {
+        tracing::warn!(%error, "could not leave the consumer group cleanly");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Entry ids of the jobs this host holds, for the heartbeat.
+#[derive(Clone, Default)]
+pub(super) struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    /// Adds an entry; false when it was already held (a reclaim of our own entry).
+    pub(super) fn insert(&self, entry_id: &str) -> bool {
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .insert(entry_id.to_owned())
+    }
+
+    pub(super) fn remove(&self, entry_id: &str) {
+        self.0.lock().expect("in-flight lock").remove(entry_id);
+    }
+
+    pub(super) fn snapshot(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
