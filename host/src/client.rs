@@ -62,7 +62,7 @@ impl Client {
         queue: &str,
         buffer: usize,
     ) -> Result<Self, ClientError> {
-        crate::broker::open_client(url)?;
+        crate::broker::Target::parse(url)?;
         let keys = QueueKeys::new(namespace, queue);
         let (sender, receiver) = mpsc::channel(buffer.max(1));
         tokio::spawn(write_in_order(url.to_owned(), keys.clone(), receiver));

@@ -48,8 +48,10 @@ fn apply_config_file() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // The redis client logs every failed connection attempt; jobhost reports
+    // outages itself, once each, so only its errors pass by default.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},redis=error")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

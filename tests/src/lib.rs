@@ -6,6 +6,7 @@
 mod binaries;
 mod host;
 mod redis_server;
+pub mod topologies;
 mod wait;
 
 pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};

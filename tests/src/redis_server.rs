@@ -14,6 +14,8 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     aof: bool,
+    /// More `redis-server` arguments (cluster mode, TLS, replication...).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -29,11 +31,27 @@ impl RedisServer {
         Self::launch(true)
     }
 
+    /// A server without persistence, started with more arguments.
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::launch_in(tempfile::tempdir().expect("temp dir"), false, args)
+    }
+
+    /// Like [`RedisServer::start_with`], in a folder the caller prepared (with a
+    /// config file a sentinel can rewrite, say).
+    pub fn start_in(dir: TempDir, args: &[&str]) -> Self {
+        Self::launch_in(dir, false, args)
+    }
+
     fn launch(aof: bool) -> Self {
+        Self::launch_in(tempfile::tempdir().expect("temp dir"), aof, &[])
+    }
+
+    fn launch_in(dir: TempDir, aof: bool, args: &[&str]) -> Self {
         let mut server = RedisServer {
             port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             aof,
+            extra: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         server.spawn();
@@ -43,7 +61,13 @@ impl RedisServer {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("redis log");
         let mut command = Command::new("redis-server");
+        // A config file, when given, must come first.
+        let (config, options) = match self.extra.first() {
+            Some(first) if !first.starts_with("--") => (Some(first), &self.extra[1..]),
+            _ => (None, &self.extra[..]),
+        };
         command
+            .args(config)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .arg("--dir")
@@ -55,6 +79,7 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
+        command.args(options);
         self.child = Some(command.spawn().expect("redis-server is installed"));
         let url = self.url();
         wait_until("redis-server answers PING", Duration::from_secs(10), || {

@@ -1,11 +1,10 @@
 //! Operating on a queue: the dead-letter stream (list, show, replay, purge,
 //! drain) and the figures `jobhost stats` shows.
 
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
 use super::entries::raw_entries;
-use super::{BrokerError, connect_to, redact};
+use super::{BrokerError, Connection, Target, connect_to};
 use crate::keys::QueueKeys;
 
 /// Entries read per XRANGE page.
@@ -67,17 +66,17 @@ pub enum Replay {
 
 /// Administrative access to one queue.
 pub struct Admin {
-    url: String,
+    target: Target,
     keys: QueueKeys,
-    conn: ConnectionManager,
+    conn: Connection,
     replay: Script,
 }
 
 impl Admin {
     pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let (_, conn) = connect_to(url).await?;
+        let (target, conn) = connect_to(url).await?;
         Ok(Admin {
-            url: redact(url),
+            target,
             keys,
             conn,
             replay: Script::new(include_str!("replay.lua")),
@@ -89,10 +88,7 @@ impl Admin {
     }
 
     fn error(&self, error: RedisError) -> BrokerError {
-        BrokerError::Command {
-            url: self.url.clone(),
-            error,
-        }
+        self.target.command_error(error)
     }
 
     /// Dead jobs, oldest first, optionally only of one type, at most `limit`.
@@ -197,27 +193,14 @@ impl Admin {
     /// Queue names under `namespace` that have a stream.
     pub async fn queues(&mut self, namespace: &str) -> Result<Vec<String>, BrokerError> {
         let pattern = format!("{namespace}:{{*}}:stream");
-        let mut cursor: u64 = 0;
-        let mut queues = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            queues.extend(keys.iter().filter_map(|key| {
+        let keys = self.conn.scan(&pattern).await.map_err(|e| self.error(e))?;
+        let mut queues: Vec<String> = keys
+            .iter()
+            .filter_map(|key| {
                 let rest = key.strip_prefix(namespace)?.strip_prefix(":{")?;
                 Some(rest.strip_suffix("}:stream")?.to_owned())
-            }));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            })
+            .collect();
         queues.sort();
         queues.dedup();
         Ok(queues)

@@ -2,21 +2,24 @@
 //! recording each job's outcome atomically.
 
 mod admin;
+mod connection;
 mod entries;
 mod produce;
 mod reclaim;
 mod record;
+mod target;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use redis::{RedisError, Script};
 use thiserror::Error;
 
 pub use admin::{Admin, ConsumerStats, DeadJob, QueueStats, Replay};
+pub use connection::Connection;
 pub use entries::{Delivery, Malformed};
 pub use produce::{JobResult, Producer};
 pub use record::Record;
+pub use target::Target;
 
 use crate::keys::QueueKeys;
 
@@ -25,7 +28,6 @@ use crate::keys::QueueKeys;
 const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Replies slower than this mean the connection is unusable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most delayed jobs moved to the stream in one call.
 const PROMOTE_BATCH: usize = 500;
 
@@ -40,14 +42,6 @@ pub enum BrokerError {
     Connect { url: String, reason: String },
     #[error("Redis at {url}: {error}")]
     Command { url: String, error: RedisError },
-}
-
-/// Opens a client for `url`, checking its form.
-pub fn open_client(url: &str) -> Result<Client, BrokerError> {
-    Client::open(url).map_err(|e| BrokerError::Url {
-        url: redact(url),
-        reason: e.to_string(),
-    })
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -72,13 +66,12 @@ pub fn redact(url: &str) -> String {
 /// One host's view of a queue in Redis. Clones share the connections.
 #[derive(Clone)]
 pub struct Broker {
-    client: Client,
-    url: String,
+    target: std::sync::Arc<Target>,
     keys: QueueKeys,
     consumer: String,
-    writer: ConnectionManager,
+    writer: Connection,
     /// Blocking reads get their own connection so they never delay writes.
-    reader: MultiplexedConnection,
+    reader: Connection,
     record_outcomes: Script,
     promote_due: Script,
     touch_inflight: Script,
@@ -94,17 +87,13 @@ impl Broker {
         keys: QueueKeys,
         consumer: String,
     ) -> Result<Self, BrokerError> {
-        let client = open_client(url)?;
-        let redacted = redact(url);
-        let connect_error = |e: RedisError| BrokerError::Connect {
-            url: redacted.clone(),
-            reason: e.to_string(),
-        };
-        let reader = connect_reader(&client).await.map_err(connect_error)?;
-        let writer = connect_writer(&client).await.map_err(connect_error)?;
+        let (target, writer) = connect_to(url).await?;
+        let reader = target
+            .connect(READ_BLOCK + RESPONSE_TIMEOUT)
+            .await
+            .map_err(|e| target.connect_error(e))?;
         Ok(Broker {
-            client,
-            url: redacted,
+            target: std::sync::Arc::new(target),
             keys,
             consumer,
             writer,
@@ -117,10 +106,10 @@ impl Broker {
         })
     }
 
-    /// Replaces the read connection after an error: unlike the write side, a
-    /// plain multiplexed connection does not reconnect by itself.
+    /// Replaces the read connection after an error, in case it cannot
+    /// recover by itself (a blocked read cut off mid-reply).
     pub async fn reconnect_reader(&mut self) {
-        if let Ok(reader) = connect_reader(&self.client).await {
+        if let Ok(reader) = self.target.connect(READ_BLOCK + RESPONSE_TIMEOUT).await {
             self.reader = reader;
         }
     }
@@ -134,10 +123,7 @@ impl Broker {
     }
 
     fn command_error(&self, source: RedisError) -> BrokerError {
-        BrokerError::Command {
-            url: self.url.clone(),
-            error: source,
-        }
+        self.target.command_error(source)
     }
 
     /// Creates the stream and the consumer group if missing. A new group starts
@@ -216,40 +202,36 @@ impl Broker {
     }
 
     /// A clone of the write connection, for producers sharing this host's link.
-    pub fn writer(&self) -> ConnectionManager {
+    pub fn writer(&self) -> Connection {
         self.writer.clone()
     }
 }
 
-/// A client for `url` and its auto-reconnecting connection, failing with a
-/// message that names the (redacted) URL.
-async fn connect_to(url: &str) -> Result<(Client, ConnectionManager), BrokerError> {
-    let client = open_client(url)?;
-    let conn = connect_writer(&client)
+/// Parses `url` and opens the connection every non-blocking command goes
+/// through, failing with a message that names the (redacted) URL.
+async fn connect_to(url: &str) -> Result<(Target, Connection), BrokerError> {
+    let target = Target::parse(url)?;
+    let conn = target
+        .connect(RESPONSE_TIMEOUT)
         .await
-        .map_err(|e| BrokerError::Connect {
-            url: redact(url),
-            reason: e.to_string(),
-        })?;
-    Ok((client, conn))
+        .map_err(|e| target.connect_error(e))?;
+    Ok((target, conn))
 }
 
-/// The auto-reconnecting connection every non-blocking command goes through.
-async fn connect_writer(client: &Client) -> Result<ConnectionManager, RedisError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(1);
-    client.get_connection_manager_with_config(config).await
-}
+impl Target {
+    fn connect_error(&self, error: RedisError) -> BrokerError {
+        BrokerError::Connect {
+            url: self.redacted().to_owned(),
+            reason: error.to_string(),
+        }
+    }
 
-async fn connect_reader(client: &Client) -> Result<MultiplexedConnection, RedisError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(READ_BLOCK + RESPONSE_TIMEOUT));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+    fn command_error(&self, error: RedisError) -> BrokerError {
+        BrokerError::Command {
+            url: self.redacted().to_owned(),
+            error,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-use redis::streams::StreamReadReply;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use std::sync::Arc;
 
-use super::{BrokerError, connect_to, redact};
+use redis::RedisError;
+use redis::streams::StreamReadReply;
+
+use super::{BrokerError, Connection, Target, connect_to};
 use crate::envelope::Envelope;
 use crate::keys::QueueKeys;
 
@@ -31,18 +32,16 @@ pub enum JobResult {
 /// Enqueues jobs on one queue.
 #[derive(Clone)]
 pub struct Producer {
-    client: Client,
-    url: String,
+    target: Arc<Target>,
     keys: QueueKeys,
-    conn: ConnectionManager,
+    conn: Connection,
 }
 
 impl Producer {
     pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let (client, conn) = connect_to(url).await?;
+        let (target, conn) = connect_to(url).await?;
         Ok(Producer {
-            client,
-            url: redact(url),
+            target: Arc::new(target),
             keys,
             conn,
         })
@@ -53,7 +52,7 @@ impl Producer {
     }
 
     /// A handle on this producer's connection, for other commands (leases).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 
@@ -126,10 +125,9 @@ impl Producer {
                 self.enqueue(job).await?;
             }
         }
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(REPLY_POLL * 5));
         let mut reader = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .target
+            .connect(REPLY_POLL * 5)
             .await
             .map_err(|e| self.error(e))?;
         let deadline = Instant::now() + timeout;
@@ -189,10 +187,7 @@ impl Producer {
     }
 
     fn error(&self, source: RedisError) -> BrokerError {
-        BrokerError::Command {
-            url: self.url.clone(),
-            error: source,
-        }
+        self.target.command_error(source)
     }
 }
 

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use crate::broker::Connection;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 /// A lease in Redis, held by `holder` while renewed.
 pub struct Lease {
-    conn: ConnectionManager,
+    conn: Connection,
     key: String,
     /// Set by a dedicated generator waiting in standby: a consumer host that
     /// generates as a fallback hands the lease back when it sees this.
@@ -19,7 +19,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(conn: ConnectionManager, namespace: &str, holder: String, ttl: Duration) -> Self {
+    pub fn new(conn: Connection, namespace: &str, holder: String, ttl: Duration) -> Self {
         Lease {
             conn,
             key: format!("{namespace}:generator:lease"),

@@ -1,0 +1,160 @@
+//! Redis Cluster (SPEC §8–§9): a real three-master cluster; jobhost is given
+//! one seed node and finds the rest. Every key of a queue shares a hash tag,
+//! so each atomic step stays in one slot, and different queues spread over
+//! the masters.
+
+use std::time::Duration;
+
+use jobhost_tests::topologies::RedisCluster;
+use jobhost_tests::{Host, PluginDir, jobhost, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+const FAST_RETRY: &[&str] = &["--retry-base", "20ms", "--retry-cap", "100ms"];
+
+fn ok_stdout(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two queue names whose keys live on different masters.
+fn queues_on_two_masters(cluster: &RedisCluster) -> (String, String) {
+    let first = "default".to_owned();
+    let home = cluster.node_of("jobhost:{default}:stream").port();
+    let second = (0..100)
+        .map(|i| format!("q{i}"))
+        .find(|q| cluster.node_of(&format!("jobhost:{{{q}}}:stream")).port() != home)
+        .expect("some queue name hashes to another master");
+    (first, second)
+}
+
+#[test]
+fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["hello", "flaky", "orders"]);
+    let (default, other) = queues_on_two_masters(&cluster);
+    let hosts: Vec<Host> = [&default, &other]
+        .iter()
+        .map(|queue| {
+            let mut args = vec!["--queue", queue.as_str(), "--claim-idle", "2s"];
+            args.extend_from_slice(FAST_RETRY);
+            Host::start(&url, plugins.path(), &args)
+        })
+        .collect();
+
+    // A job on each queue, each queue on its own master, round trip with --wait.
+    for queue in [&default, &other] {
+        let out = jobhost(&[
+            "enqueue",
+            "hello.cluster",
+            r#"{"name":"cluster"}"#,
+            "--queue",
+            queue,
+            "--wait",
+            "--timeout",
+            "30s",
+            "--redis",
+            &url,
+        ]);
+        assert!(ok_stdout(out).contains("Hello, cluster!"));
+    }
+    assert!(
+        hosts[1]
+            .log()
+            .contains("type=hello.cluster plugin=hello attempt=1 outcome=done")
+    );
+
+    // Retries: the delayed set and the stream of the queue share a slot.
+    let id = ok_stdout(jobhost(&[
+        "enqueue",
+        "flaky.job",
+        r#"{"succeed_on_attempt":3}"#,
+        "--queue",
+        &other,
+        "--redis",
+        &url,
+    ]));
+    hosts[1].wait_for_log(
+        &format!(
+            "job_id={} type=flaky.job plugin=flaky attempt=3 outcome=done",
+            id.trim()
+        ),
+        WAIT,
+    );
+
+    // A fatal error dead-letters the job; the DLQ and stats commands work on a cluster.
+    let out = jobhost(&[
+        "enqueue",
+        "orders.created",
+        "not json",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--redis",
+        &url,
+    ]);
+    assert!(!out.status.success(), "a fatal job reports its failure");
+    let listed = ok_stdout(jobhost(&["dlq", "list", "--redis", &url]));
+    assert!(listed.contains("orders.created"), "{listed}");
+
+    let stats = ok_stdout(jobhost(&["stats", "--all", "--json", "--redis", &url]));
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    let queues: Vec<&str> = stats
+        .as_array()
+        .expect("a list of queues")
+        .iter()
+        .filter_map(|q| q["queue"].as_str())
+        .collect();
+    assert!(
+        queues.contains(&default.as_str()) && queues.contains(&other.as_str()),
+        "stats --all finds the queues on every master: {queues:?}"
+    );
+
+    // Many jobs at once: batches pipelined into one slot, read and recorded there.
+    let lines: String = (0..500)
+        .map(|i| format!("{{\"type\":\"hello.bulk\",\"payload\":{{\"name\":\"n{i}\"}}}}\n"))
+        .collect();
+    ok_stdout(jobhost_tests::jobhost_with_stdin(
+        &["enqueue", "--batch", "--queue", &other, "--redis", &url],
+        &lines,
+    ));
+    hosts[1].wait_for_log_count(
+        "type=hello.bulk plugin=hello attempt=1 outcome=done",
+        500,
+        WAIT,
+    );
+    let mut home = cluster
+        .node_of(&format!("jobhost:{{{other}}}:stream"))
+        .connection();
+    wait_until("the queue's stream is empty", WAIT, || {
+        let length: u64 = redis::cmd("XLEN")
+            .arg(format!("jobhost:{{{other}}}:stream"))
+            .query(&mut home)
+            .unwrap_or(u64::MAX);
+        length == 0
+    });
+}
+
+#[test]
+fn a_cluster_url_naming_no_reachable_node_is_one_clear_error() {
+    let port = jobhost_tests::free_port();
+    let out = jobhost(&[
+        "enqueue",
+        "hello.x",
+        "{}",
+        "--redis",
+        &format!("redis+cluster://127.0.0.1:{port}"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("jobhost: cannot reach Redis"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

@@ -1,0 +1,312 @@
+//! Redis as users outgrow one server: a Cluster of three masters, a master
+//! with a replica watched by Sentinel, and a TLS server with a private CA.
+//! All real `redis-server` processes on free loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{RedisServer, wait_until};
+
+const READY: Duration = Duration::from_secs(30);
+
+fn run(what: &str, command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn info(server: &RedisServer, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
+        .query(&mut server.connection())
+        .unwrap_or_default()
+}
+
+/// Three masters, no replicas, every slot covered.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        run(
+            "redis-cli --cluster create",
+            Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"]),
+        );
+        let cluster = RedisCluster { nodes };
+        wait_until("every node sees the cluster ok", READY, || {
+            cluster.nodes.iter().all(|n| {
+                let state: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut n.connection())
+                    .unwrap_or_default();
+                state.contains("cluster_state:ok")
+            })
+        });
+        cluster
+    }
+
+    /// The URL jobhost takes, naming only the first node as a seed: the
+    /// others must be discovered.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port())
+    }
+
+    /// The node that serves `key`'s slot.
+    pub fn node_of(&self, key: &str) -> &RedisServer {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].connection())
+            .expect("CLUSTER KEYSLOT");
+        self.nodes
+            .iter()
+            .find(|n| serves(n, slot))
+            .expect("some node serves every slot")
+    }
+}
+
+/// Whether `node` is the master of `slot`, from its own view of the cluster.
+fn serves(node: &RedisServer, slot: u16) -> bool {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(&mut node.connection())
+        .unwrap_or_default();
+    let Some(mine) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    mine.split_whitespace().skip(8).any(|range| {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        match (first.parse::<u16>(), last.parse::<u16>()) {
+            (Ok(first), Ok(last)) => (first..=last).contains(&slot),
+            _ => false,
+        }
+    })
+}
+
+/// A master, its replica, and one sentinel watching them as `mymaster`.
+pub struct SentinelSetup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+pub const SERVICE: &str = "mymaster";
+
+impl SentinelSetup {
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port().to_string()]);
+        wait_until("the replica is in sync", READY, || {
+            info(&replica, "replication").contains("master_link_status:up")
+        });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "sentinel monitor {SERVICE} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {SERVICE} 1000\n\
+                 sentinel failover-timeout {SERVICE} 10000\n",
+                master.port()
+            ),
+        )
+        .expect("sentinel.conf");
+        let config = config.to_str().expect("utf-8 path").to_owned();
+        let sentinel = RedisServer::start_in(dir, &[&config, "--sentinel"]);
+        let setup = SentinelSetup {
+            master,
+            replica,
+            sentinel,
+        };
+        wait_until("the sentinel knows the replica", READY, || {
+            let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(SERVICE)
+                .query(&mut setup.sentinel.connection())
+                .unwrap_or_default();
+            !replicas.is_empty()
+        });
+        setup
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{SERVICE}",
+            self.sentinel.port()
+        )
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> u16 {
+        let (_, port): (String, String) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(SERVICE)
+            .query(&mut self.sentinel.connection())
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        port.parse().expect("a port")
+    }
+
+    /// Forces a failover to the replica and waits until it is the master and
+    /// the old master has been turned into its replica. (Until then the old
+    /// master still takes writes, which its demotion throws away: the loss
+    /// window of asynchronous replication.)
+    pub fn fail_over(&self) {
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(SERVICE)
+            .query(&mut self.sentinel.connection())
+            .expect("SENTINEL FAILOVER");
+        let replica = self.replica.port();
+        wait_until("the replica is promoted", READY, || {
+            self.master_port() == replica
+                && info(&self.replica, "replication").contains("role:master")
+                && info(&self.master, "replication").contains("role:slave")
+        });
+    }
+}
+
+/// A private CA and certificates signed by it, made with the `openssl` CLI.
+pub struct Certificates {
+    dir: TempDir,
+}
+
+impl Certificates {
+    pub fn new() -> Self {
+        let certs = Certificates {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        let dir = certs.dir.path();
+        let openssl = |what: &str, args: &[&str]| {
+            run(what, Command::new("openssl").args(args).current_dir(dir));
+        };
+        openssl(
+            "make a CA",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=jobhost test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("san.ext");
+        for name in ["server", "client"] {
+            openssl(
+                "make a key and request",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={name}"),
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                ],
+            );
+            openssl(
+                "sign it with the CA",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "san.ext",
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            );
+        }
+        certs
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for Certificates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A redis-server that takes TLS on `tls_port` and demands a client
+/// certificate; its plain port stays open for the test's own checks.
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub tls_port: u16,
+}
+
+impl TlsRedis {
+    pub fn start(certs: &Certificates) -> Self {
+        let tls_port = crate::free_port();
+        let file = |name: &str| certs.path(name).to_str().expect("utf-8 path").to_owned();
+        let server = RedisServer::start_with(&[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "yes",
+        ]);
+        TlsRedis { server, tls_port }
+    }
+}
