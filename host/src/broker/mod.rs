@@ -36,10 +36,12 @@ const PROMOTE_BATCH: usize = 500;
 pub enum BrokerError {
     #[error("invalid Redis URL {url}: {reason}")]
     Url { url: String, reason: String },
-    #[error(
-        "cannot reach Redis at {url}: {reason}; is redis-server running? (set --redis or REDIS_URL)"
-    )]
-    Connect { url: String, reason: String },
+    #[error("cannot reach Redis at {url}: {reason}; {hint}")]
+    Connect {
+        url: String,
+        reason: String,
+        hint: &'static str,
+    },
     #[error("Redis at {url}: {error}")]
     Command { url: String, error: RedisError },
 }
@@ -220,9 +222,16 @@ async fn connect_to(url: &str) -> Result<(Target, Connection), BrokerError> {
 
 impl Target {
     fn connect_error(&self, error: RedisError) -> BrokerError {
+        let reason = error.to_string();
+        let hint = if reason.contains("ertificate") || reason.contains("TLS") {
+            "check the URL's tls_ca, tls_cert and tls_key"
+        } else {
+            "is redis-server running? (set --redis or REDIS_URL)"
+        };
         BrokerError::Connect {
             url: self.redacted().to_owned(),
-            reason: error.to_string(),
+            reason,
+            hint,
         }
     }
 
