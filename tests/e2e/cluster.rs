@@ -141,6 +141,55 @@ fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
 }
 
 #[test]
+fn host_keeps_working_while_its_queue_moves_to_another_master() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::start(&url, plugins.path(), &["--claim-idle", "2s"]);
+    let batch = |count: usize| -> String {
+        (0..count)
+            .map(|_| "{\"type\":\"test.sleep\",\"payload\":\"3\"}\n".to_owned())
+            .collect()
+    };
+    let enqueue = |count: usize| {
+        ok_stdout(jobhost_tests::jobhost_with_stdin(
+            &["enqueue", "--batch", "--redis", &url],
+            &batch(count),
+        ))
+    };
+    let done = "type=test.sleep plugin=testbed attempt=1 outcome=done";
+    enqueue(300);
+    host.wait_for_log_count(done, 30, WAIT);
+
+    // Resharding mid-run: ASK while the keys move, MOVED once they have.
+    let stream = "jobhost:{default}:stream";
+    let home = cluster
+        .nodes
+        .iter()
+        .position(|n| n.port() == cluster.node_of(stream).port());
+    let to = (home.expect("a home node") + 1) % cluster.nodes.len();
+    cluster.move_slot_of(stream, to);
+    enqueue(100);
+
+    let mut new_home = cluster.nodes[to].connection();
+    wait_until(
+        "every job is recorded on the queue's new master",
+        WAIT,
+        || {
+            let counted: Option<u64> = redis::cmd("HGET")
+                .arg("jobhost:{default}:counters")
+                .arg("done")
+                .query(&mut new_home)
+                .unwrap_or(None);
+            counted.unwrap_or(0) >= 400
+        },
+    );
+    let length: u64 = redis::cmd("XLEN").arg(stream).query(&mut new_home).unwrap();
+    assert_eq!(length, 0, "nothing left waiting");
+    assert!(host.log().matches(done).count() >= 400);
+}
+
+#[test]
 fn a_cluster_url_naming_no_reachable_node_is_one_clear_error() {
     let port = jobhost_tests::free_port();
     let out = jobhost(&[

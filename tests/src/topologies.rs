@@ -91,6 +91,74 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Moves the slot of `key`, with every key in it, to `nodes[to]`, the way
+    /// `redis-cli --cluster reshard` does: while it runs, clients get `ASK`
+    /// (and `TRYAGAIN`) redirects, and `MOVED` afterwards.
+    pub fn move_slot_of(&self, key: &str, to: usize) {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].connection())
+            .expect("CLUSTER KEYSLOT");
+        let source = self.node_of(key);
+        let target = &self.nodes[to];
+        assert_ne!(
+            source.port(),
+            target.port(),
+            "the slot moves somewhere else"
+        );
+        let id = |node: &RedisServer| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut node.connection())
+                .expect("CLUSTER MYID")
+        };
+        let setslot = |node: &RedisServer, state: &str, owner: &str| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(owner)
+                .query(&mut node.connection())
+                .unwrap_or_else(|e| panic!("CLUSTER SETSLOT {slot} {state}: {e}"));
+        };
+        setslot(target, "IMPORTING", &id(source));
+        setslot(source, "MIGRATING", &id(target));
+        let mut conn = source.connection();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut conn)
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target.port())
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .expect("MIGRATE");
+        }
+        let owner = id(target);
+        for node in
+            std::iter::once(target).chain(self.nodes.iter().filter(|n| n.port() != target.port()))
+        {
+            setslot(node, "NODE", &owner);
+        }
+        wait_until("every node agrees on the slot's new owner", READY, || {
+            self.node_of(key).port() == target.port()
+        });
+    }
+}
+
 /// Whether `node` is the master of `slot`, from its own view of the cluster.
 fn serves(node: &RedisServer, slot: u16) -> bool {
     let nodes: String = redis::cmd("CLUSTER")
