@@ -140,53 +140,73 @@ fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
     });
 }
 
+const STREAM: &str = "jobhost:{default}:stream";
+const DONE: &str = "type=test.sleep plugin=testbed attempt=1 outcome=done";
+
+/// Enqueues `count` short `test.sleep` jobs on the default queue in one batch.
+fn enqueue_sleeps(url: &str, count: usize) {
+    let lines: String = (0..count)
+        .map(|_| "{\"type\":\"test.sleep\",\"payload\":\"3\"}\n".to_owned())
+        .collect();
+    ok_stdout(jobhost_tests::jobhost_with_stdin(
+        &["enqueue", "--batch", "--redis", url],
+        &lines,
+    ));
+}
+
+/// Waits until `node` has recorded `count` jobs of the default queue as done
+/// and holds none waiting.
+fn wait_all_recorded_on(node: &jobhost_tests::RedisServer, count: u64) {
+    let mut conn = node.connection();
+    wait_until("every job is recorded on the queue's master", WAIT, || {
+        let counted: Option<u64> = redis::cmd("HGET")
+            .arg("jobhost:{default}:counters")
+            .arg("done")
+            .query(&mut conn)
+            .unwrap_or(None);
+        counted.unwrap_or(0) >= count
+    });
+    let length: u64 = redis::cmd("XLEN").arg(STREAM).query(&mut conn).unwrap();
+    assert_eq!(length, 0, "nothing left waiting");
+}
+
 #[test]
 fn host_keeps_working_while_its_queue_moves_to_another_master() {
     let cluster = RedisCluster::start();
     let url = cluster.url();
     let plugins = PluginDir::with(&["testbed"]);
     let host = Host::start(&url, plugins.path(), &["--claim-idle", "2s"]);
-    let batch = |count: usize| -> String {
-        (0..count)
-            .map(|_| "{\"type\":\"test.sleep\",\"payload\":\"3\"}\n".to_owned())
-            .collect()
-    };
-    let enqueue = |count: usize| {
-        ok_stdout(jobhost_tests::jobhost_with_stdin(
-            &["enqueue", "--batch", "--redis", &url],
-            &batch(count),
-        ))
-    };
-    let done = "type=test.sleep plugin=testbed attempt=1 outcome=done";
-    enqueue(300);
-    host.wait_for_log_count(done, 30, WAIT);
+    enqueue_sleeps(&url, 1000);
+    host.wait_for_log_count(DONE, 30, WAIT);
 
     // Resharding mid-run: ASK while the keys move, MOVED once they have.
-    let stream = "jobhost:{default}:stream";
     let home = cluster
         .nodes
         .iter()
-        .position(|n| n.port() == cluster.node_of(stream).port());
+        .position(|n| n.port() == cluster.node_of(STREAM).port());
     let to = (home.expect("a home node") + 1) % cluster.nodes.len();
-    cluster.move_slot_of(stream, to);
-    enqueue(100);
+    cluster.move_slot_of(STREAM, to);
+    enqueue_sleeps(&url, 100);
 
-    let mut new_home = cluster.nodes[to].connection();
-    wait_until(
-        "every job is recorded on the queue's new master",
-        WAIT,
-        || {
-            let counted: Option<u64> = redis::cmd("HGET")
-                .arg("jobhost:{default}:counters")
-                .arg("done")
-                .query(&mut new_home)
-                .unwrap_or(None);
-            counted.unwrap_or(0) >= 400
-        },
-    );
-    let length: u64 = redis::cmd("XLEN").arg(stream).query(&mut new_home).unwrap();
-    assert_eq!(length, 0, "nothing left waiting");
-    assert!(host.log().matches(done).count() >= 400);
+    wait_all_recorded_on(&cluster.nodes[to], 1100);
+    assert!(host.log().matches(DONE).count() >= 1100);
+}
+
+#[test]
+fn host_keeps_working_through_a_failover_of_its_queues_master() {
+    let mut cluster = RedisCluster::start();
+    let replica = cluster.add_replica_of(STREAM);
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::start(&url, plugins.path(), &["--claim-idle", "2s"]);
+    enqueue_sleeps(&url, 1000);
+    host.wait_for_log_count(DONE, 30, WAIT);
+
+    cluster.fail_over_to(replica, STREAM);
+    enqueue_sleeps(&url, 100);
+
+    wait_all_recorded_on(&cluster.nodes[replica], 1100);
+    assert!(host.log().matches(DONE).count() >= 1100);
 }
 
 #[test]

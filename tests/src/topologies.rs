@@ -159,6 +159,55 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Adds a node as a replica of the master serving `key`; returns its index.
+    pub fn add_replica_of(&mut self, key: &str) -> usize {
+        let master = self.node_of(key);
+        let master_id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut master.connection())
+            .expect("CLUSTER MYID");
+        let master_address = format!("127.0.0.1:{}", master.port());
+        let replica = RedisServer::start_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+        ]);
+        run(
+            "redis-cli --cluster add-node",
+            Command::new("redis-cli").args([
+                "--cluster",
+                "add-node",
+                &format!("127.0.0.1:{}", replica.port()),
+                &master_address,
+                "--cluster-slave",
+                "--cluster-master-id",
+                &master_id,
+            ]),
+        );
+        wait_until("the new replica is in sync", READY, || {
+            info(&replica, "replication").contains("master_link_status:up")
+        });
+        self.nodes.push(replica);
+        self.nodes.len() - 1
+    }
+
+    /// Promotes `nodes[replica]` with `CLUSTER FAILOVER` (the replica catches
+    /// up first, so nothing is lost) and waits until it serves its slots.
+    pub fn fail_over_to(&self, replica: usize, key: &str) {
+        let node = &self.nodes[replica];
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut node.connection())
+            .expect("CLUSTER FAILOVER");
+        wait_until("the replica is promoted", READY, || {
+            info(node, "replication").contains("role:master")
+                && self.node_of(key).port() == node.port()
+        });
+    }
+}
+
 /// Whether `node` is the master of `slot`, from its own view of the cluster.
 fn serves(node: &RedisServer, slot: u16) -> bool {
     let nodes: String = redis::cmd("CLUSTER")
