@@ -5,17 +5,9 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::{Certificates, TlsRedis};
-use jobhost_tests::{Host, PluginDir, jobhost};
+use jobhost_tests::{Host, PluginDir, jobhost, one_line_error};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn one_line_error(out: std::process::Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(stderr.starts_with("jobhost: "), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    stderr
-}
 
 #[test]
 fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
@@ -72,7 +64,7 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
 
     // The server's certificate is not trusted without the private CA.
     let untrusted = format!("rediss://127.0.0.1:{}", redis.tls_port);
-    let stderr = one_line_error(jobhost(&[
+    let stderr = one_line_error(&jobhost(&[
         "enqueue", "hello.x", "{}", "--redis", &untrusted,
     ]));
     assert!(stderr.contains("cannot reach Redis"), "{stderr}");
@@ -87,7 +79,7 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
         redis.tls_port,
         file("ca.pem")
     );
-    one_line_error(jobhost(&[
+    one_line_error(&jobhost(&[
         "enqueue", "hello.x", "{}", "--redis", &anonymous,
     ]));
 
@@ -96,7 +88,7 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
         "rediss://127.0.0.1:{}?tls_ca=/nonexistent/ca.pem",
         redis.tls_port
     );
-    let stderr = one_line_error(jobhost(&["enqueue", "hello.x", "{}", "--redis", &missing]));
+    let stderr = one_line_error(&jobhost(&["enqueue", "hello.x", "{}", "--redis", &missing]));
     assert!(
         stderr.contains("tls_ca: cannot read /nonexistent/ca.pem"),
         "{stderr}"

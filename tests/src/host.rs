@@ -178,3 +178,16 @@ pub fn jobhost_with_stdin(args: &[&str], stdin: &str) -> Output {
         .unwrap_or_else(|_| panic!("jobhost {args:?} did not finish within 60 s"))
         .expect("jobhost output")
 }
+
+/// The error of a `jobhost` call that must fail with one line, `jobhost: ...`,
+/// and a non-zero exit.
+pub fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "expected a failure; stderr: {stderr}"
+    );
+    assert!(stderr.starts_with("jobhost: "), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    stderr
+}
