@@ -72,6 +72,57 @@ fn three_hosts_share_a_queue_and_one_killed_mid_run_loses_nothing() {
 }
 
 #[test]
+fn a_host_joining_takes_a_share_and_one_leaving_cleanly_loses_nothing() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    let args = [
+        "--concurrency",
+        "2",
+        "--prefetch",
+        "2",
+        "--claim-idle",
+        "1s",
+    ];
+    let mut leaving = Host::start(&redis.url(), plugins.path(), &args);
+    let staying = Host::start(&redis.url(), plugins.path(), &args);
+    let mut conn = redis.connection();
+    let jobs = 400;
+    xadd_jobs(&mut conn, "test.sleep", (0..jobs).map(|_| "20".to_owned()));
+    wait_until("some jobs are done", WAIT, || {
+        done_lines(&leaving) + done_lines(&staying) >= 40
+    });
+
+    let joining = Host::start(&redis.url(), plugins.path(), &args);
+    joining.wait_for_log(
+        "type=test.sleep plugin=testbed attempt=1 outcome=done",
+        WAIT,
+    );
+    leaving.sigterm();
+    assert!(leaving.wait_exit(WAIT).success(), "a clean leave exits 0");
+
+    wait_until("every job is done", WAIT, || {
+        let counted: Option<u64> = redis::cmd("HGET")
+            .arg(keys::COUNTERS)
+            .arg("done")
+            .query(&mut conn)
+            .unwrap();
+        counted.unwrap_or(0) >= jobs as u64
+    });
+    wait_until("nothing pending", WAIT, || pending_count(&mut conn) == 0);
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+    let counted: u64 = redis::cmd("HGET")
+        .arg(keys::COUNTERS)
+        .arg("done")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(counted, jobs as u64, "each job recorded once");
+    // A clean leave finishes what it took, so no job ran twice.
+    let hosts = [&leaving, &staying, &joining];
+    let ran: usize = hosts.iter().map(|h| done_lines(h)).sum();
+    assert_eq!(ran, jobs, "every job ran exactly once");
+}
+
+#[test]
 fn acl_user_with_limited_rights_runs_jobs_and_its_password_is_never_logged() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
