@@ -21,23 +21,13 @@ fn ok_stdout(out: std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Two queue names whose keys live on different masters.
-fn queues_on_two_masters(cluster: &RedisCluster) -> (String, String) {
-    let first = "default".to_owned();
-    let home = cluster.node_of("jobhost:{default}:stream").port();
-    let second = (0..100)
-        .map(|i| format!("q{i}"))
-        .find(|q| cluster.node_of(&format!("jobhost:{{{q}}}:stream")).port() != home)
-        .expect("some queue name hashes to another master");
-    (first, second)
-}
-
 #[test]
 fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
     let cluster = RedisCluster::start();
     let url = cluster.url();
     let plugins = PluginDir::with(&["hello", "flaky", "orders"]);
-    let (default, other) = queues_on_two_masters(&cluster);
+    let default = "default".to_owned();
+    let other = cluster.queue_on_another_master(&default);
     let hosts: Vec<Host> = [&default, &other]
         .iter()
         .map(|queue| {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use jobhost_tests::topologies::{Certificates, TlsRedis};
+use jobhost_tests::topologies::{Certificates, RedisCluster, TlsRedis};
 use jobhost_tests::{Host, PluginDir, jobhost, one_line_error};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -93,4 +93,37 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
         stderr.contains("tls_ca: cannot read /nonexistent/ca.pem"),
         "{stderr}"
     );
+}
+
+#[test]
+fn jobs_flow_on_a_tls_cluster_to_queues_on_two_masters() {
+    let certs = Certificates::new();
+    let cluster = RedisCluster::start_tls(&certs);
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["hello"]);
+    let other = cluster.queue_on_another_master("default");
+    for queue in ["default", other.as_str()] {
+        let _host = Host::start(&url, plugins.path(), &["--queue", queue]);
+        let out = jobhost(&[
+            "enqueue",
+            "hello.tls",
+            r#"{"name":"tls cluster"}"#,
+            "--queue",
+            queue,
+            "--wait",
+            "--timeout",
+            "30s",
+            "--redis",
+            &url,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "Hello, tls cluster!"
+        );
+    }
 }

@@ -33,32 +33,70 @@ fn info(server: &RedisServer, section: &str) -> String {
 /// Three masters, no replicas, every slot covered.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// With TLS: each node's TLS port (the cluster speaks only TLS there; the
+    /// plain ports stay open for the test's own checks) and the CA's file.
+    tls: Option<(Vec<u16>, PathBuf)>,
 }
+
+const CLUSTER_NODE: &[&str] = &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
 
 impl RedisCluster {
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(CLUSTER_NODE))
+            .collect();
+        Self::create(nodes, None)
+    }
+
+    /// A cluster whose clients and cluster bus use TLS, with certificates
+    /// from `certs`' private CA.
+    pub fn start_tls(certs: &Certificates) -> Self {
+        let file = |name: &str| certs.path(name).to_str().expect("utf-8 path").to_owned();
+        let mut tls_ports = Vec::new();
+        let nodes = (0..3)
             .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
+                let port = crate::free_port();
+                tls_ports.push(port);
+                let port = port.to_string();
+                let mut args = CLUSTER_NODE.to_vec();
+                let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+                args.extend_from_slice(&[
+                    "--tls-port",
+                    &port,
+                    "--tls-cluster",
                     "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+                    "--tls-auth-clients",
+                    "no",
+                    "--tls-cert-file",
+                    &cert,
+                    "--tls-key-file",
+                    &key,
+                    "--tls-ca-cert-file",
+                    &ca,
+                ]);
+                RedisServer::start_with(&args)
             })
             .collect();
-        let addresses: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
+        Self::create(nodes, Some((tls_ports, certs.path("ca.pem"))))
+    }
+
+    fn create(nodes: Vec<RedisServer>, tls: Option<(Vec<u16>, PathBuf)>) -> Self {
+        let mut create = Command::new("redis-cli");
+        let ports: Vec<u16> = match &tls {
+            Some((ports, ca)) => {
+                create.arg("--tls").arg("--cacert").arg(ca);
+                ports.clone()
+            }
+            None => nodes.iter().map(|n| n.port()).collect(),
+        };
         run(
             "redis-cli --cluster create",
-            Command::new("redis-cli")
+            create
                 .args(["--cluster", "create"])
-                .args(&addresses)
+                .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
                 .args(["--cluster-replicas", "0", "--cluster-yes"]),
         );
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, tls };
         wait_until("every node sees the cluster ok", READY, || {
             cluster.nodes.iter().all(|n| {
                 let state: String = redis::cmd("CLUSTER")
@@ -74,7 +112,23 @@ impl RedisCluster {
     /// The URL jobhost takes, naming only the first node as a seed: the
     /// others must be discovered.
     pub fn url(&self) -> String {
-        format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port())
+        match &self.tls {
+            Some((ports, ca)) => format!(
+                "rediss+cluster://127.0.0.1:{}?tls_ca={}",
+                ports[0],
+                ca.display()
+            ),
+            None => format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port()),
+        }
+    }
+
+    /// A queue name whose keys live on another master than `queue`'s.
+    pub fn queue_on_another_master(&self, queue: &str) -> String {
+        let home = self.node_of(&format!("jobhost:{{{queue}}}:stream")).port();
+        (0..100)
+            .map(|i| format!("q{i}"))
+            .find(|q| self.node_of(&format!("jobhost:{{{q}}}:stream")).port() != home)
+            .expect("some queue name hashes to another master")
     }
 
     /// The node that serves `key`'s slot.
