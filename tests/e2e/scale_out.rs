@@ -86,13 +86,22 @@ fn a_host_joining_takes_a_share_and_one_leaving_cleanly_loses_nothing() {
     let mut leaving = Host::start(&redis.url(), plugins.path(), &args);
     let staying = Host::start(&redis.url(), plugins.path(), &args);
     let mut conn = redis.connection();
-    let jobs = 400;
-    xadd_jobs(&mut conn, "test.sleep", (0..jobs).map(|_| "20".to_owned()));
+    let first = 100;
+    xadd_jobs(&mut conn, "test.sleep", (0..first).map(|_| "50".to_owned()));
     wait_until("some jobs are done", WAIT, || {
-        done_lines(&leaving) + done_lines(&staying) >= 40
+        done_lines(&leaving) + done_lines(&staying) >= 20
     });
 
+    // The newcomer is consuming before the bulk of the work arrives, so it
+    // takes a share however long it took to start.
     let joining = Host::start(&redis.url(), plugins.path(), &args);
+    let second = 500;
+    xadd_jobs(
+        &mut conn,
+        "test.sleep",
+        (0..second).map(|_| "50".to_owned()),
+    );
+    let jobs = first + second;
     joining.wait_for_log(
         "type=test.sleep plugin=testbed attempt=1 outcome=done",
         WAIT,
@@ -116,9 +125,19 @@ fn a_host_joining_takes_a_share_and_one_leaving_cleanly_loses_nothing() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(counted, jobs as u64, "each job recorded once");
-    // A clean leave finishes what it took, so no job ran twice.
-    let hosts = [&leaving, &staying, &joining];
-    let ran: usize = hosts.iter().map(|h| done_lines(h)).sum();
+    // A clean leave finishes what it took, so no job ran twice. (Hosts log a
+    // job after recording it: wait for the lines, not just the counter.)
+    wait_until("every job's log line", WAIT, || {
+        [&leaving, &staying, &joining]
+            .iter()
+            .map(|h| done_lines(h))
+            .sum::<usize>()
+            >= jobs
+    });
+    let ran: usize = [&leaving, &staying, &joining]
+        .iter()
+        .map(|h| done_lines(h))
+        .sum();
     assert_eq!(ran, jobs, "every job ran exactly once");
 }
 
