@@ -5,7 +5,6 @@
 //! an entry written by any other v1 producer (even plain `redis-cli XADD`) lacks
 //! them and gets defaults, with the stream entry id standing in for the job id.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use thiserror::Error;
@@ -164,15 +163,23 @@ impl Envelope {
         fields
     }
 
-    /// Reads an entry. `entry_id` stands in for the job id when the producer wrote none.
+    /// Reads an entry from its fields as Redis returns them, in order (of a
+    /// field written twice, the last value counts). `entry_id` stands in for the
+    /// job id when the producer wrote none.
     pub fn from_fields(
         entry_id: &str,
-        fields: &HashMap<String, Vec<u8>>,
+        fields: &[(String, Vec<u8>)],
     ) -> Result<Self, EnvelopeError> {
+        // A linear scan: an entry has a handful of fields, and a map would cost
+        // an allocation per field of every job read.
         let text = |name: &'static str| -> Result<Option<&str>, EnvelopeError> {
             fields
-                .get(name)
-                .map(|bytes| std::str::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8(name)))
+                .iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, bytes)| {
+                    std::str::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8(name))
+                })
                 .transpose()
         };
         let required = |name: &'static str| text(name)?.ok_or(EnvelopeError::Missing(name));
@@ -297,7 +304,7 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
 
-    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, Vec<u8>> {
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
@@ -310,7 +317,7 @@ mod tests {
         job.trace_id = Some("t-1".into());
         job.max_attempts = Some(3);
         job.expires_at = Some(format_rfc3339_ms(1_795_514_400_123));
-        let written: HashMap<String, Vec<u8>> = job
+        let written: Vec<(String, Vec<u8>)> = job
             .to_fields()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -353,10 +360,23 @@ mod tests {
             Err(EnvelopeError::Version("2".into()))
         );
         let mut bad_utf8 = fields(&[("v", "1"), ("payload", "x"), ("produced_at", "t")]);
-        bad_utf8.insert("type".into(), vec![0xff, 0xfe]);
+        bad_utf8.push(("type".into(), vec![0xff, 0xfe]));
         assert_eq!(
             Envelope::from_fields("1-0", &bad_utf8),
             Err(EnvelopeError::NotUtf8("type"))
         );
+    }
+
+    #[test]
+    fn a_field_written_twice_reads_as_its_last_value() {
+        let entry = fields(&[
+            ("v", "1"),
+            ("type", "a.first"),
+            ("payload", "x"),
+            ("produced_at", "2026-11-24T10:00:00Z"),
+            ("type", "a.second"),
+        ]);
+        let job = Envelope::from_fields("1-0", &entry).unwrap();
+        assert_eq!(job.job_type.as_str(), "a.second");
     }
 }

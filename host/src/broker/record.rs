@@ -65,7 +65,9 @@ impl Record<'_> {
     /// This record's arguments, as `record_outcomes.lua` reads them.
     fn add_args(&self, cmd: &mut redis::Cmd, keys: &QueueKeys, reply: usize) {
         let job = self.delivery.job.as_ref().ok();
+        // Only a waiting producer reads it; nobody waits for most jobs.
         let reply_text: &[u8] = match self.outcome {
+            _ if reply == 0 => b"",
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
