@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::broker::Delivery;
 use crate::envelope::{Envelope, now_ms, now_us};
 use crate::outcome::{Outcome, RetryPolicy};
-use crate::plugins::{Job, Registry, RunOutcome};
+use crate::plugins::{InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
 
 /// A delivery and what became of it, waiting to be recorded.
 #[derive(Debug)]
@@ -31,11 +31,25 @@ pub struct DispatchPolicy {
     pub max_payload: usize,
 }
 
-/// Which plugin, in which version, ran a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginTag {
-    pub name: String,
-    pub version: String,
+/// Which plugin, in which version, ran a job: the loaded plugin itself, which
+/// costs a reference count rather than copies of its name and version per job.
+#[derive(Clone)]
+pub struct PluginTag(Arc<LoadedPlugin>);
+
+impl PluginTag {
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    pub fn version(&self) -> &str {
+        &self.0.description.version
+    }
+}
+
+impl std::fmt::Debug for PluginTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name(), self.version())
+    }
 }
 
 /// Runs jobs against the current plugin set.
@@ -50,14 +64,12 @@ impl Dispatcher {
     }
 
     /// Runs one delivery to its outcome. Never panics on bad input: a malformed
-    /// entry or a misbehaving plugin is an outcome like any other.
-    pub fn dispatch(&self, delivery: Delivery) -> Finished {
+    /// entry or a misbehaving plugin is an outcome like any other. `cache` is
+    /// the calling job thread's own (instance reuse).
+    pub fn dispatch(&self, delivery: Delivery, cache: &mut InstanceCache) -> Finished {
         let started = Instant::now();
-        let waited = delivery
-            .job
-            .as_ref()
-            .ok()
-            .map(|job| Duration::from_micros(now_us().saturating_sub(job.produced_at_us())));
+        let produced_at_us = delivery.job.as_ref().ok().map(Envelope::produced_at_us);
+        let waited = produced_at_us.map(|us| Duration::from_micros(now_us().saturating_sub(us)));
         let (outcome, plugin) = match &delivery.job {
             Err(malformed) => (
                 Outcome::Dead {
@@ -87,7 +99,7 @@ impl Dispatcher {
                 },
                 None,
             ),
-            Ok(job) => self.run(job),
+            Ok(job) => self.run(job, produced_at_us.unwrap_or(0) / 1000, cache),
         };
         Finished {
             delivery,
@@ -98,7 +110,12 @@ impl Dispatcher {
         }
     }
 
-    fn run(&self, envelope: &Envelope) -> (Outcome, Option<PluginTag>) {
+    fn run(
+        &self,
+        envelope: &Envelope,
+        produced_at_ms: u64,
+        cache: &mut InstanceCache,
+    ) -> (Outcome, Option<PluginTag>) {
         // The set current now: a reload while this job runs does not affect it.
         let plugins = self.plugins.current();
         let plugin = plugins.route(envelope.job_type.as_str());
@@ -126,19 +143,15 @@ impl Dispatcher {
             attempt: envelope.attempt,
             max_attempts,
             trace_id: envelope.trace_id.clone(),
-            enqueued_at_ms: envelope.produced_at_ms(),
+            enqueued_at_ms: produced_at_ms,
         };
-        let outcome = match plugin.run(&job) {
+        let outcome = match plugin.run(&job, cache) {
             RunOutcome::Success { output, follow_ups } => Outcome::Done { output, follow_ups },
             RunOutcome::Retry(error) => fail(error),
             RunOutcome::Fatal(error) => Outcome::Dead {
                 reason: format!("fatal: {error}"),
             },
         };
-        let tag = PluginTag {
-            name: plugin.name().to_owned(),
-            version: plugin.description.version.clone(),
-        };
-        (outcome, Some(tag))
+        (outcome, Some(PluginTag(plugin.clone())))
     }
 }

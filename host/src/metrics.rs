@@ -64,10 +64,60 @@ impl Histogram {
     }
 }
 
+/// Finished jobs by outcome, type and plugin, nested so that counting a job of
+/// a known series looks it up by `&str` without allocating a key.
+#[derive(Default)]
+struct JobCounts {
+    counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    series: usize,
+}
+
+impl JobCounts {
+    fn add(&mut self, outcome: &str, job_type: &str, plugin: &str) {
+        if let Some(count) = self
+            .counts
+            .get_mut(outcome)
+            .and_then(|types| types.get_mut(job_type))
+            .and_then(|plugins| plugins.get_mut(plugin))
+        {
+            *count += 1;
+            return;
+        }
+        let job_type = if self.series < MAX_JOB_SERIES {
+            job_type
+        } else {
+            "other"
+        };
+        let count = self
+            .counts
+            .entry(outcome.to_owned())
+            .or_default()
+            .entry(job_type.to_owned())
+            .or_default()
+            .entry(plugin.to_owned())
+            .or_insert_with(|| {
+                self.series += 1;
+                0
+            });
+        *count += 1;
+    }
+
+    /// Every series, ordered by outcome, type, plugin.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, &str, u64)> {
+        self.counts.iter().flat_map(|(outcome, types)| {
+            types.iter().flat_map(move |(job_type, plugins)| {
+                plugins.iter().map(move |(plugin, count)| {
+                    (outcome.as_str(), job_type.as_str(), plugin.as_str(), *count)
+                })
+            })
+        })
+    }
+}
+
 /// All metrics of a host.
 #[derive(Default)]
 pub struct Metrics {
-    jobs: Mutex<BTreeMap<(String, String, String), u64>>,
+    jobs: Mutex<JobCounts>,
     durations: Mutex<BTreeMap<String, Histogram>>,
     queue_wait: Mutex<Histogram>,
     pub in_flight: AtomicU64,
@@ -95,17 +145,10 @@ impl Metrics {
 
     /// Counts one finished job.
     pub fn job_finished(&self, outcome: &str, job_type: &str, plugin: &str, duration: Duration) {
-        {
-            let mut jobs = self.jobs.lock().expect("metrics lock");
-            let key = (outcome.to_owned(), job_type.to_owned(), plugin.to_owned());
-            if jobs.len() < MAX_JOB_SERIES || jobs.contains_key(&key) {
-                *jobs.entry(key).or_default() += 1;
-            } else {
-                *jobs
-                    .entry((outcome.to_owned(), "other".to_owned(), plugin.to_owned()))
-                    .or_default() += 1;
-            }
-        }
+        self.jobs
+            .lock()
+            .expect("metrics lock")
+            .add(outcome, job_type, plugin);
         match outcome {
             "retry" => self.retries.fetch_add(1, Ordering::Relaxed),
             "dead" => self.dlq_writes.fetch_add(1, Ordering::Relaxed),
@@ -114,7 +157,10 @@ impl Metrics {
         };
         if plugin != "-" {
             let mut durations = self.durations.lock().expect("metrics lock");
-            let histogram = durations.entry(plugin.to_owned()).or_default();
+            if !durations.contains_key(plugin) {
+                durations.insert(plugin.to_owned(), Histogram::default());
+            }
+            let histogram = durations.get_mut(plugin).expect("just ensured");
             histogram.observe(&BUCKETS, duration.as_secs_f64());
         }
     }
@@ -129,7 +175,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP jobhost_jobs_total Jobs finished, by outcome, type and plugin.\n");
         out.push_str("# TYPE jobhost_jobs_total counter\n");
-        for ((outcome, job_type, plugin), count) in self.jobs.lock().expect("metrics lock").iter() {
+        for (outcome, job_type, plugin, count) in self.jobs.lock().expect("metrics lock").iter() {
             let _ = writeln!(
                 out,
                 "jobhost_jobs_total{{outcome=\"{}\",type=\"{}\",plugin=\"{}\"}} {count}",
@@ -274,5 +320,23 @@ mod tests {
         ));
         assert!(text.contains("jobhost_handler_duration_seconds_count{plugin=\"orders\"} 2\n"));
         assert!(text.contains("jobhost_retries_total 1\n"));
+    }
+
+    #[test]
+    fn types_past_the_series_limit_count_as_other() {
+        let metrics = Metrics::default();
+        for n in 0..MAX_JOB_SERIES {
+            metrics.job_finished("done", &format!("t.{n}"), "p", Duration::ZERO);
+        }
+        metrics.job_finished("done", "t.0", "p", Duration::ZERO);
+        metrics.job_finished("done", "t.new", "p", Duration::ZERO);
+        let text = metrics.render();
+        assert!(
+            text.contains("jobhost_jobs_total{outcome=\"done\",type=\"t.0\",plugin=\"p\"} 2\n")
+        );
+        assert!(
+            text.contains("jobhost_jobs_total{outcome=\"done\",type=\"other\",plugin=\"p\"} 1\n")
+        );
+        assert!(!text.contains("t.new"));
     }
 }

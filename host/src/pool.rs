@@ -6,12 +6,20 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::broker::Delivery;
 use crate::dispatch::{Dispatcher, Finished};
+use crate::plugins::InstanceCache;
+
+/// A job thread idle this long drops the instance it keeps for reuse, so an
+/// idle host holds no instance (nor the plugin version it came from).
+const KEEP_WARM: Duration = Duration::from_secs(1);
 
 /// A delivery on its way through the pool, holding its slot of the in-flight limit.
 pub struct Task {
@@ -42,8 +50,10 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("job-{n}"))
                     .spawn(move || {
-                        for task in receiver {
-                            let finished = dispatcher.dispatch(task.delivery);
+                        // This thread's own: reused instances never cross threads.
+                        let mut cache = InstanceCache::default();
+                        while let Some(task) = next_task(&receiver, &mut cache) {
+                            let finished = dispatcher.dispatch(task.delivery, &mut cache);
                             let permit = task.permit;
                             if done.send(Done { finished, permit }).is_err() {
                                 break;
@@ -71,4 +81,17 @@ impl Pool {
         self.sender.take();
         std::mem::take(&mut self.threads)
     }
+}
+
+/// The next task; None once the pool is closed and drained. Drops the kept
+/// instance when no task comes within [`KEEP_WARM`].
+fn next_task(receiver: &Receiver<Task>, cache: &mut InstanceCache) -> Option<Task> {
+    if cache.is_warm() {
+        match receiver.recv_timeout(KEEP_WARM) {
+            Ok(task) => return Some(task),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => cache.clear(),
+        }
+    }
+    receiver.recv().ok()
 }

@@ -327,3 +327,116 @@ fn hostile_files_are_refused_one_line_each_while_the_others_load() {
         WAIT,
     );
 }
+
+/// Writes one `test.count` (or other testbed) job per `(type, payload)` in a
+/// single pipeline, so a one-thread host runs them back to back, in order.
+fn xadd_in_order(redis: &RedisServer, jobs: &[(&str, &str)]) {
+    let mut pipe = redis::pipe();
+    for (job_type, payload) in jobs {
+        pipe.cmd("XADD")
+            .arg(keys::STREAM)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("type")
+            .arg(*job_type)
+            .arg("payload")
+            .arg(*payload)
+            .arg("produced_at")
+            .arg("2026-11-24T10:00:00Z")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut redis.connection()).expect("XADD jobs");
+}
+
+/// Waits until `tag`'s `test.count` job logged which job of its instance it was.
+fn count_of(host: &Host, tag: &str) -> u32 {
+    let marker = format!("{tag} is job ");
+    host.wait_for_log(&marker, WAIT);
+    let log = host.log();
+    let at = log.find(&marker).expect("just seen") + marker.len();
+    log[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {marker:?} in\n{log}"))
+}
+
+#[test]
+fn a_fresh_instance_per_job_carries_no_state_over() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
+    xadd_in_order(
+        &redis,
+        &[
+            ("test.count", "a"),
+            ("test.count", "b"),
+            ("test.count", "c"),
+        ],
+    );
+    for tag in ["a", "b", "c"] {
+        assert_eq!(count_of(&host, tag), 1, "{tag}");
+    }
+}
+
+#[test]
+fn a_reused_instance_keeps_state_until_its_job_limit_or_a_failure() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    let manifest = "[limits]\njobs_per_instance = 3\nmax_attempts = 1\n";
+    plugins.write("testbed.toml", manifest.as_bytes());
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
+
+    xadd_in_order(
+        &redis,
+        &[
+            ("test.count", "a"),
+            ("test.count", "b"),
+            ("test.count", "c"),
+            // Three jobs served: replaced.
+            ("test.count", "d"),
+            ("test.count", "e"),
+            // A trap: the instance is dropped, never entered again.
+            ("test.panic", "x"),
+            ("test.count", "f"),
+            ("test.count", "g"),
+            // An error returned by the handler: dropped too.
+            ("test.fatal", "x"),
+            ("test.count", "h"),
+        ],
+    );
+    let counts: Vec<u32> = ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|tag| count_of(&host, tag))
+        .collect();
+    assert_eq!(counts, [1, 2, 3, 1, 2, 1, 2, 1]);
+    assert!(host.log().contains("trap: panicked at"), "{}", host.tail());
+}
+
+#[test]
+fn a_reloaded_plugin_never_runs_in_an_instance_of_its_previous_version() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    let manifest = "[limits]\njobs_per_instance = 100\n";
+    plugins.write("testbed.toml", manifest.as_bytes());
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
+    // Without a reload, state carries over a slow job of the same instance.
+    xadd_in_order(
+        &redis,
+        &[
+            ("test.count", "a"),
+            ("test.sleep", "100"),
+            ("test.count", "b"),
+        ],
+    );
+    assert_eq!((count_of(&host, "a"), count_of(&host, "b")), (1, 2));
+    // The plugin reloads while the thread is busy in its kept instance.
+    xadd_in_order(&redis, &[("test.count", "c"), ("test.sleep", "3000")]);
+    assert_eq!(count_of(&host, "c"), 3);
+    host.wait_for_log("sleeping 3000 ms", WAIT);
+    plugins.write("testbed.toml", format!("{manifest}# edited\n").as_bytes());
+    host.wait_for_log("plugin reloaded plugin=testbed", WAIT);
+    xadd_in_order(&redis, &[("test.count", "d")]);
+    assert_eq!(count_of(&host, "d"), 1);
+}

@@ -1,6 +1,7 @@
 //! Benchmarks behind `jobhost bench`: each measure runs against a
 //! redis-server of its own and reports jobs/s (or µs) over several runs.
 
+mod memory;
 mod server;
 
 use std::path::Path;
@@ -9,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use server::BenchRedis;
+pub use memory::{HostMemory, host_memory};
+pub use server::{BenchRedis, ScratchDir};
 
 use crate::broker::Producer;
 use crate::envelope::{Envelope, JobType};
 use crate::host::{self, HostConfig};
 use crate::keys::QueueKeys;
 use crate::outcome::RetryPolicy;
-use crate::plugins::{CodeCache, Job, RunOutcome, Runtime};
+use crate::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
 
 /// About 100 bytes of JSON, like a typical job.
 pub const PAYLOAD: &str =
@@ -83,7 +85,7 @@ pub async fn drain_rate(
     let (trigger, shutdown) = crate::shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(host::run(config, shutdown));
-    wait_until_done(&mut conn, &keys, count as u64, &running).await?;
+    wait_until_done(&mut conn, &keys, count as u64, || running.is_finished()).await?;
     let elapsed = started.elapsed();
     trigger.trigger();
     running.await.context("host task")??;
@@ -138,7 +140,7 @@ pub async fn latency(
         never,
     )
     .await?;
-    wait_until_done(&mut conn, &keys, count, &running).await?;
+    wait_until_done(&mut conn, &keys, count, || running.is_finished()).await?;
     let metrics = http_get(port, "/metrics").await?;
     trigger.trigger();
     running.await.context("host task")??;
@@ -161,12 +163,12 @@ pub async fn latency(
 }
 
 /// Waits until the host has recorded `count` jobs done, failing if it stops
-/// first or takes longer than five minutes.
-async fn wait_until_done<T>(
+/// first (`stopped`) or takes longer than five minutes.
+async fn wait_until_done(
     conn: &mut redis::aio::MultiplexedConnection,
     keys: &QueueKeys,
     count: u64,
-    host: &tokio::task::JoinHandle<T>,
+    mut stopped: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -178,10 +180,7 @@ async fn wait_until_done<T>(
         if done.unwrap_or(0) >= count {
             return Ok(());
         }
-        anyhow::ensure!(
-            !host.is_finished(),
-            "the host stopped before finishing the jobs"
-        );
+        anyhow::ensure!(!stopped(), "the host stopped before finishing the jobs");
         anyhow::ensure!(
             Instant::now() < deadline,
             "the host did not finish {count} jobs within 5 minutes"
@@ -300,7 +299,11 @@ pub fn dispatch_overhead(
 ) -> anyhow::Result<Spread> {
     let runtime = Runtime::new(1, CodeCache::new(None))
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
-    let plugin = Arc::new(runtime.load(plugin)?);
+    let mut plugin = runtime.load(plugin)?;
+    // A fresh instance per job, whatever a manifest beside the file says.
+    plugin.limits.jobs_per_instance = 1;
+    let plugin = Arc::new(plugin);
+    let mut cache = InstanceCache::default();
     let envelope = Envelope::new(JobType::parse(job_type)?, PAYLOAD.as_bytes().to_vec());
     let job = Job {
         id: envelope.job_id.to_string(),
@@ -311,14 +314,14 @@ pub fn dispatch_overhead(
         max_attempts: 5,
         trace_id: None,
     };
-    if !matches!(plugin.run(&job), RunOutcome::Success { .. }) {
+    if !matches!(plugin.run(&job, &mut cache), RunOutcome::Success { .. }) {
         anyhow::bail!("the plugin does not succeed on {job_type} jobs");
     }
     let per_job = (0..runs.max(1))
         .map(|_| {
             let started = Instant::now();
             for _ in 0..count {
-                let _ = plugin.run(&job);
+                let _ = plugin.run(&job, &mut cache);
             }
             started.elapsed().as_secs_f64() * 1e6 / f64::from(count.max(1))
         })
@@ -326,15 +329,38 @@ pub fn dispatch_overhead(
     Ok(Spread::of(per_job))
 }
 
+/// Jobs one instance serves in the instance-reuse drain benchmark.
+pub const REUSE_JOBS_PER_INSTANCE: u32 = 1000;
+
+/// A plugins folder of its own holding a copy of `plugin` (`NAME.wasm`) and a
+/// manifest `NAME.toml` that opts it into instance reuse.
+pub fn reuse_folder(plugin: &Path, jobs_per_instance: u32) -> anyhow::Result<ScratchDir> {
+    let folder = ScratchDir::new("reuse")?;
+    let file = plugin
+        .file_name()
+        .with_context(|| format!("{} is not a file", plugin.display()))?;
+    std::fs::copy(plugin, folder.0.join(file))
+        .with_context(|| format!("copying {}", plugin.display()))?;
+    std::fs::write(
+        folder.0.join(file).with_extension("toml"),
+        format!("[limits]\njobs_per_instance = {jobs_per_instance}\n"),
+    )?;
+    Ok(folder)
+}
+
 /// Resident memory of this process, in MiB.
 pub fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+        .and_then(|status| status_mib(&status, "VmRSS"))
+        .unwrap_or(0.0)
+}
+
+/// A `/proc/PID/status` figure given in kB (`VmRSS`, `VmHWM`), in MiB.
+fn status_mib(status: &str, field: &str) -> Option<f64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
 }

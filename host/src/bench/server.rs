@@ -8,17 +8,25 @@ use anyhow::{Context, bail};
 pub struct BenchRedis {
     child: Child,
     pub url: String,
-    _dir: tempfile_dir::TempDir,
+    _dir: ScratchDir,
 }
 
-/// A throwaway directory removed on drop (no dependency for one use).
-mod tempfile_dir {
-    pub struct TempDir(pub std::path::PathBuf);
+/// A throwaway directory removed on drop (no dependency for the benchmarks' few uses).
+pub struct ScratchDir(pub std::path::PathBuf);
 
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+impl ScratchDir {
+    /// A new empty directory `jobhost-bench-NAME-PID` in the system's temp dir.
+    pub fn new(name: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("jobhost-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -27,8 +35,7 @@ impl BenchRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let dir = std::env::temp_dir().join(format!("jobhost-bench-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let dir = ScratchDir::new(&format!("redis-{port}"))?;
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -41,7 +48,7 @@ impl BenchRedis {
                 "no",
             ])
             .arg("--dir")
-            .arg(&dir)
+            .arg(&dir.0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,7 +71,7 @@ impl BenchRedis {
         Ok(BenchRedis {
             child,
             url,
-            _dir: tempfile_dir::TempDir(dir),
+            _dir: dir,
         })
     }
 

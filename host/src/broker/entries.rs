@@ -1,8 +1,6 @@
 //! Turns XREADGROUP / XAUTOCLAIM replies into deliveries, keeping entries that
 //! are not valid jobs so they can be dead-lettered with their reason.
 
-use std::collections::HashMap;
-
 use redis::Value;
 
 use crate::envelope::{Envelope, EnvelopeError};
@@ -25,8 +23,7 @@ pub struct Malformed {
 
 impl Delivery {
     fn from_entry(entry_id: String, pairs: Vec<(String, Vec<u8>)>) -> Self {
-        let map: HashMap<String, Vec<u8>> = pairs.iter().cloned().collect();
-        let job = Envelope::from_fields(&entry_id, &map).map_err(|error| Malformed {
+        let job = Envelope::from_fields(&entry_id, &pairs).map_err(|error| Malformed {
             error,
             fields: pairs,
         });
@@ -64,7 +61,8 @@ pub fn raw_entries(value: Value) -> Vec<RawEntry> {
             let mut pairs = Vec::with_capacity(flat.len() / 2);
             let mut flat = flat.into_iter();
             while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                let key = String::from_utf8_lossy(&bytes(k)?).into_owned();
+                let key = String::from_utf8(bytes(k)?)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                 pairs.push((key, bytes(v)?));
             }
             Some((id, pairs))

@@ -194,8 +194,8 @@ impl Producer {
 fn xadd(stream: &str, job: &Envelope) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream).arg("*");
-    for (name, value) in job.to_fields() {
+    job.for_each_field(|name, value| {
         cmd.arg(name).arg(value);
-    }
+    });
     cmd
 }

@@ -65,20 +65,29 @@ impl Record<'_> {
     /// This record's arguments, as `record_outcomes.lua` reads them.
     fn add_args(&self, cmd: &mut redis::Cmd, keys: &QueueKeys, reply: usize) {
         let job = self.delivery.job.as_ref().ok();
+        // Only a waiting producer reads it; nobody waits for most jobs.
         let reply_text: &[u8] = match self.outcome {
+            _ if reply == 0 => b"",
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
             Outcome::Retry { .. } => b"",
         };
-        let (action, args) = self.action(keys);
         cmd.arg(&self.delivery.entry_id)
             .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
             .arg(reply)
-            .arg(reply_text)
-            .arg(action)
-            .arg(args.len())
-            .arg(args);
+            .arg(reply_text);
+        if let Outcome::Done { follow_ups, .. } = self.outcome
+            && follow_ups.is_empty()
+            && job.is_some()
+        {
+            // Most outcomes: done, no follow-ups; the same arguments as
+            // `action` gives ("done", 1, "0") without building a list.
+            cmd.arg("done").arg(1).arg(0);
+            return;
+        }
+        let (action, args) = self.action(keys);
+        cmd.arg(action).arg(args.len()).arg(args);
     }
 
     /// The action and its arguments.
@@ -158,4 +167,43 @@ pub fn delayed_member(job: &Envelope) -> String {
         .flat_map(|(k, v)| [k.to_owned(), String::from_utf8_lossy(&v).into_owned()])
         .collect();
     serde_json::to_string(&flat).expect("a list of strings always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::JobType;
+
+    #[test]
+    fn done_without_follow_ups_takes_the_generic_arguments_shortcut() {
+        let job = Envelope::new(JobType::parse("a.b").unwrap(), b"{}".to_vec());
+        let delivery = Delivery {
+            entry_id: "1-0".into(),
+            job: Ok(job.clone()),
+            deliveries: 1,
+        };
+        let outcome = Outcome::Done {
+            output: b"out".to_vec(),
+            follow_ups: Vec::new(),
+        };
+        let record = Record {
+            delivery: &delivery,
+            outcome: &outcome,
+            now_ms: 0,
+        };
+        let keys = QueueKeys::new("ns", "q");
+        let mut shortcut = redis::cmd("EVALSHA");
+        record.add_args(&mut shortcut, &keys, 0);
+        let (action, args) = record.action(&keys);
+        let mut generic = redis::cmd("EVALSHA");
+        generic
+            .arg("1-0")
+            .arg(job.job_id.as_str())
+            .arg(0)
+            .arg(b"")
+            .arg(action)
+            .arg(args.len())
+            .arg(args);
+        assert_eq!(shortcut.get_packed_command(), generic.get_packed_command());
+    }
 }

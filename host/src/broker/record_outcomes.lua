@@ -22,6 +22,8 @@
 
 local counts = {}
 local recorded = 0
+-- Acknowledged entries, deleted with one XDEL at the end (same atomic step).
+local acked = {}
 local at = 3
 for _ = 1, tonumber(ARGV[2]) do
   local entry, job, reply, text, action = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4]
@@ -30,7 +32,7 @@ for _ = 1, tonumber(ARGV[2]) do
   at = first + nargs
   if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
     recorded = recorded + 1
-    redis.call('XDEL', KEYS[1], entry)
+    acked[recorded] = entry
     local outcome = action == 'ack' and 'expired' or action
     counts[outcome] = (counts[outcome] or 0) + 1
     if reply > 0 and action ~= 'retry' and redis.call('EXISTS', KEYS[reply]) == 1 then
@@ -49,6 +51,9 @@ for _ = 1, tonumber(ARGV[2]) do
       redis.call('XADD', KEYS[3], '*', unpack(ARGV, first, first + nargs - 1))
     end
   end
+end
+for i = 1, recorded, 1000 do
+  redis.call('XDEL', KEYS[1], unpack(acked, i, math.min(i + 999, recorded)))
 end
 for outcome, count in pairs(counts) do
   redis.call('HINCRBY', KEYS[4], outcome, count)

@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Only the per-job overhead, without Redis.
     #[arg(long)]
     pub overhead_only: bool,
+    /// Jobs drained by the `jobhost run` process whose memory is measured (0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub memory_jobs: u64,
 }
 
 fn show(what: &str, unit: &str, spread: Spread) {
@@ -63,8 +66,10 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     }
     let redis = BenchRedis::start()?;
     let concurrency = args.concurrency.unwrap_or_else(num_cpus);
+    let reuse = bench::reuse_folder(&plugin, bench::REUSE_JOBS_PER_INSTANCE)?;
     let mut enqueue = Vec::new();
     let mut drain = Vec::new();
+    let mut drain_reuse = Vec::new();
     let mut floor = Vec::new();
     for _ in 0..runs {
         redis.flush()?;
@@ -74,6 +79,18 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
             bench::drain_rate(
                 &redis.url,
                 &args.plugins,
+                &args.job_type,
+                args.jobs,
+                concurrency,
+                args.prefetch,
+            )
+            .await?,
+        );
+        redis.flush()?;
+        drain_reuse.push(
+            bench::drain_rate(
+                &redis.url,
+                &reuse.0,
                 &args.job_type,
                 args.jobs,
                 concurrency,
@@ -98,9 +115,13 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "jobs/s",
         drain,
     );
-    println!(
-        "{:<52} not offered (every job gets a fresh instance)",
-        "3. drain, instance reuse"
+    show(
+        &format!(
+            "3. drain, instance reuse ({} jobs/instance)",
+            bench::REUSE_JOBS_PER_INSTANCE
+        ),
+        "jobs/s",
+        Spread::of(drain_reuse),
     );
     redis.flush()?;
     let (p50, p99) =
@@ -116,9 +137,33 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "   drain / floor",
         100.0 * drain.median / floor.median
     );
+    if args.memory_jobs > 0 {
+        redis.flush()?;
+        let memory = bench::host_memory(
+            &redis.url,
+            &args.plugins,
+            &args.job_type,
+            args.memory_jobs,
+            concurrency,
+        )
+        .await?;
+        println!(
+            "{:<52} idle {:.1} MiB (cold cache {:.1}); {} ; peak {:.1} MiB",
+            format!("7. `jobhost run` RSS, {} plugins", memory.plugins),
+            memory.idle,
+            memory.idle_cold,
+            memory
+                .during
+                .iter()
+                .map(|(jobs, mib)| format!("after {jobs} jobs {mib:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            memory.peak
+        );
+    }
     println!(
         "{:<52} {:.1} MiB",
-        "7. host RSS (this process, after the runs)",
+        "   bench process RSS (in-process hosts, after the runs)",
         bench::rss_mib()
     );
     Ok(0)

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::envelope::{Envelope, JobType};
-use crate::plugins::{CodeCache, Job, RunOutcome, Runtime};
+use crate::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
 
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
@@ -59,7 +59,7 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
         );
     }
     let started = Instant::now();
-    let outcome = plugin.run(&job);
+    let outcome = plugin.run(&job, &mut InstanceCache::default());
     let took = started.elapsed();
     match outcome {
         RunOutcome::Success { output, follow_ups } => {

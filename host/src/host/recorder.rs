@@ -67,7 +67,7 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
     let (plugin, version) = finished
         .plugin
         .as_ref()
-        .map_or(("-", "-"), |tag| (tag.name.as_str(), tag.version.as_str()));
+        .map_or(("-", "-"), |tag| (tag.name(), tag.version()));
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
     metrics.job_finished(outcome, job_type, plugin, finished.duration);

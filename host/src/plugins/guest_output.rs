@@ -45,6 +45,19 @@ impl GuestOutput {
         })))
     }
 
+    /// Hands the stream to the next job of a reused instance: what is left of
+    /// an unfinished line is logged under the job that wrote it, and the new
+    /// job gets a full budget, its own tag and no panic report.
+    pub fn restart(&self, job_id: &str) {
+        let mut sink = self.0.lock().expect("guest output lock");
+        sink.emit();
+        sink.job_id.clear();
+        sink.job_id.push_str(job_id);
+        sink.budget = OUTPUT_BUDGET;
+        sink.truncated = false;
+        sink.panic = None;
+    }
+
     /// The guest's panic report, if it printed one.
     pub fn panic_message(&self) -> Option<String> {
         self.0.lock().expect("guest output lock").panic.clone()
@@ -181,6 +194,18 @@ mod tests {
         assert!(sink.truncated);
         assert_eq!(sink.budget, 0);
         assert!(sink.line.len() < MAX_LINE);
+    }
+
+    #[test]
+    fn a_restarted_stream_has_a_full_budget_and_no_panic_report() {
+        let output = GuestOutput::new("p", "j1", "stderr");
+        output.accept(&vec![b'x'; OUTPUT_BUDGET + 10]);
+        output.accept(b"panicked at src/lib.rs:1:1:\nboom\n");
+        output.restart("j2");
+        let sink = output.0.lock().unwrap();
+        assert_eq!(sink.job_id, "j2");
+        assert_eq!(sink.budget, OUTPUT_BUDGET);
+        assert!(!sink.truncated && sink.panic.is_none() && sink.line.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! timeout = "10s"       # wall time per job (default 30s)
 //! max_attempts = 3      # before the DLQ (default: the host's)
 //! concurrency = 2       # jobs of this plugin at once (default: the host's)
+//! jobs_per_instance = 1000  # jobs one instance serves before it is replaced (default 1)
 //!
 //! [grants]
 //! env = ["API_BASE"]                                   # host variables passed through
@@ -36,6 +37,7 @@ struct LimitsSection {
     timeout: Option<String>,
     max_attempts: Option<u32>,
     concurrency: Option<u32>,
+    jobs_per_instance: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +108,15 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
     }
     limits.max_attempts = manifest.limits.max_attempts.filter(|n| *n > 0);
     limits.concurrency = manifest.limits.concurrency.filter(|n| *n > 0);
+    if let Some(jobs) = manifest.limits.jobs_per_instance {
+        if jobs == 0 {
+            return Err(
+                "manifest: limits.jobs_per_instance must be at least 1 (1: a fresh instance per job)"
+                    .into(),
+            );
+        }
+        limits.jobs_per_instance = jobs;
+    }
     let env = manifest
         .grants
         .env
@@ -155,6 +166,15 @@ mod tests {
         assert_eq!(settings.limits.timeout, Duration::from_secs(2));
         assert_eq!(settings.limits.max_attempts, Some(3));
         assert_eq!(settings.grants.dirs[0].host, Path::new("/plugins/data"));
+        assert_eq!(settings.limits.jobs_per_instance, 1);
+    }
+
+    #[test]
+    fn instance_reuse_is_opt_in_and_at_least_one_job() {
+        let settings = parse("[limits]\njobs_per_instance = 1000\n", Path::new(".")).unwrap();
+        assert_eq!(settings.limits.jobs_per_instance, 1000);
+        let error = parse("[limits]\njobs_per_instance = 0\n", Path::new(".")).unwrap_err();
+        assert!(error.contains("jobs_per_instance"), "{error}");
     }
 
     #[test]

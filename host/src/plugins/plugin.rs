@@ -2,6 +2,7 @@
 //! pre-instantiated so that each job's fresh instance is cheap.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -11,6 +12,7 @@ use super::bindings::{Failure, Job, PluginInfo, PluginPre};
 use super::cache::{CacheUse, CodeCache, content_hash};
 use super::engine::ticks_for;
 use super::manifest::{self, Grants, Settings};
+use super::reuse::{InstanceCache, WarmInstance};
 use super::routing::Pattern;
 use super::state::{FollowUp, JobState};
 
@@ -23,19 +25,29 @@ pub struct Limits {
     pub max_attempts: Option<u32>,
     /// Most jobs of this plugin running at once.
     pub concurrency: Option<u32>,
+    /// Jobs one instance serves before it is replaced; 1 (the default) is a
+    /// fresh instance per job. Above 1, a job sees what earlier jobs of the
+    /// same thread left in the instance (statics, heap), and the memory limit
+    /// covers the instance over all its jobs.
+    pub jobs_per_instance: u32,
 }
 
 impl Default for Limits {
-    /// 64 MiB of linear memory and 30 s of wall time per job.
+    /// 64 MiB of linear memory and 30 s of wall time per job, a fresh instance each.
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(30),
             max_attempts: None,
             concurrency: None,
+            jobs_per_instance: 1,
         }
     }
 }
+
+/// Numbers each plugin load, so that a reused instance is only ever used for
+/// the load it came from.
+static NEXT_LOAD_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Largest output a job may return; more is a fatal error, since the same
 /// handler would produce it again.
@@ -95,6 +107,8 @@ pub struct LoadedPlugin {
     pub cache_use: CacheUse,
     pub description: Description,
     pub limits: Limits,
+    /// Unique to this load: a reload of the same file gets another.
+    load_id: u64,
     grants: Grants,
     running: Option<Slots>,
     pre: PluginPre<JobState>,
@@ -144,6 +158,7 @@ impl LoadedPlugin {
                 handles: Vec::new(),
             },
             limits,
+            load_id: NEXT_LOAD_ID.fetch_add(1, Ordering::Relaxed),
             running: limits.concurrency.map(Slots::new),
             grants,
             pre,
@@ -166,12 +181,27 @@ impl LoadedPlugin {
         &self.content_hash[..12]
     }
 
-    fn new_store(&self, job_id: &str, timeout: Duration) -> Store<JobState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = JobState::new(self.name(), job_id, limits, &self.grants);
+    /// A store for a fresh instance, with `recycled` state if the thread kept
+    /// some of this load's (its memory limit is the same).
+    fn new_store(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+        recycled: Option<JobState>,
+    ) -> Store<JobState> {
+        let state = match recycled {
+            Some(mut state) => {
+                state.recycle(job_id);
+                state
+            }
+            None => {
+                let limits = StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build();
+                JobState::new(self.name(), job_id, limits, &self.grants)
+            }
+        };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(ticks_for(timeout));
@@ -179,7 +209,7 @@ impl LoadedPlugin {
     }
 
     fn describe(&self) -> Result<PluginInfo, String> {
-        let mut store = self.new_store("describe", DESCRIBE_TIMEOUT);
+        let mut store = self.new_store("describe", DESCRIBE_TIMEOUT, None);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -190,16 +220,43 @@ impl LoadedPlugin {
             .map_err(|e| self.explain(&e, DESCRIBE_TIMEOUT, store.data().panic_message()))
     }
 
-    /// Runs one job in a fresh instance. Nothing of a previous job is visible to it.
-    pub fn run(&self, job: &Job) -> RunOutcome {
+    /// Runs one job in a fresh instance, or, when the plugin opts into reuse,
+    /// in the instance `cache` kept from this thread's previous job of this
+    /// load of the plugin. An instance is kept only after a clean success and
+    /// for at most `jobs_per_instance` jobs: one that trapped, failed, timed
+    /// out or hit a limit is dropped (wasmtime cannot enter it again, and its
+    /// state is suspect).
+    pub fn run(&self, job: &Job, cache: &mut InstanceCache) -> RunOutcome {
         let _slot = self.running.as_ref().map(Slots::acquire);
-        let mut store = self.new_store(&job.id, self.limits.timeout);
-        let result = self.pre.instantiate(&mut store).and_then(|instance| {
-            instance
-                .jobhost_plugin_handler()
-                .call_handle(&mut store, job)
-        });
-        match result {
+        let timeout = self.limits.timeout;
+        let (mut store, instance, served) = match cache.take(self.load_id) {
+            Some(WarmInstance {
+                mut store,
+                instance,
+                served,
+                ..
+            }) => {
+                store.data_mut().start_job(&job.id);
+                // A reused store keeps its memory limit; its deadline is per job.
+                store.set_epoch_deadline(ticks_for(timeout));
+                (store, instance, served)
+            }
+            None => {
+                let recycled = cache.take_state(self.load_id);
+                let mut store = self.new_store(&job.id, timeout, recycled);
+                match self.pre.instantiate(&mut store) {
+                    Ok(instance) => (store, instance, 0),
+                    Err(error) => {
+                        let panic = store.data().panic_message();
+                        return RunOutcome::Retry(self.explain(&error, timeout, panic));
+                    }
+                }
+            }
+        };
+        let result = instance
+            .jobhost_plugin_handler()
+            .call_handle(&mut store, job);
+        let outcome = match result {
             Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
                 "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",
                 output.len()
@@ -210,12 +267,24 @@ impl LoadedPlugin {
             },
             Ok(Err(Failure::Retry(reason))) => RunOutcome::Retry(reason),
             Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(reason),
-            Err(error) => RunOutcome::Retry(self.explain(
-                &error,
-                self.limits.timeout,
-                store.data().panic_message(),
-            )),
+            Err(error) => {
+                RunOutcome::Retry(self.explain(&error, timeout, store.data().panic_message()))
+            }
+        };
+        let served = served + 1;
+        if matches!(outcome, RunOutcome::Success { .. }) && served < self.limits.jobs_per_instance {
+            cache.keep(WarmInstance {
+                load_id: self.load_id,
+                store,
+                instance,
+                served,
+            });
+        } else {
+            // The instance goes (its memory is reset when its slot returns to
+            // the pool); the host-side state of its store serves the next one.
+            cache.keep_state(self.load_id, store.into_data());
         }
+        outcome
     }
 
     /// Puts a trap or host error in plain words.

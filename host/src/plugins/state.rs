@@ -26,6 +26,7 @@ pub struct FollowUp {
 /// The store data of one job's instance.
 pub struct JobState {
     wasi: WasiCtx,
+    stdout: GuestOutput,
     stderr: GuestOutput,
     table: ResourceTable,
     pub(super) limits: StoreLimits,
@@ -38,9 +39,10 @@ impl JobState {
     pub fn new(plugin: &str, job_id: &str, limits: StoreLimits, grants: &Grants) -> Self {
         // The default WASI context grants nothing: no files, no network, no
         // environment; clocks and randomness are allowed.
+        let stdout = GuestOutput::new(plugin, job_id, "stdout");
         let stderr = GuestOutput::new(plugin, job_id, "stderr");
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput::new(plugin, job_id, "stdout"))
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&grants.env);
         for dir in &grants.dirs {
@@ -51,6 +53,7 @@ impl JobState {
         let wasi = wasi.build();
         JobState {
             wasi,
+            stdout,
             stderr,
             table: ResourceTable::new(),
             limits,
@@ -62,6 +65,27 @@ impl JobState {
 }
 
 impl JobState {
+    /// Makes a reused instance's state that of job `job_id`: its own log tag,
+    /// fresh output budgets, no follow-ups and no panic report of the job before.
+    pub fn start_job(&mut self, job_id: &str) {
+        self.job_id.clear();
+        self.job_id.push_str(job_id);
+        self.stdout.restart(job_id);
+        self.stderr.restart(job_id);
+        self.follow_ups.clear();
+    }
+
+    /// Readies the state a finished store gave back (`Store::into_data`) for a
+    /// fresh instance of the same plugin load running job `job_id`: as
+    /// [`start_job`](Self::start_job), plus an empty resource table. What stays
+    /// is host-side and read-only to guests (the granted environment and
+    /// directories, clocks, the random generators' state), so nothing of the
+    /// previous job is visible; it saves building a WASI context per job.
+    pub fn recycle(&mut self, job_id: &str) {
+        self.start_job(job_id);
+        self.table = ResourceTable::new();
+    }
+
     /// What a panicking Rust guest printed about its panic.
     pub fn panic_message(&self) -> Option<String> {
         self.stderr.panic_message()

@@ -2,6 +2,7 @@
 //! must survive or get right: slow jobs, follow-ups across retries, receipts
 //! for the chaos test, and hostile code (loops, memory bombs, floods).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use jobhost_sdk::{Error, Job, Output};
@@ -32,6 +33,14 @@ fn handle(job: Job) -> Result<Output, Error> {
             Ok(().into())
         }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
+        // Instance reuse: counts the `test.count` jobs this instance has run,
+        // in a static that only a reused instance carries from job to job.
+        "test.count" => {
+            static COUNTED: AtomicU32 = AtomicU32::new(0);
+            let n = COUNTED.fetch_add(1, Ordering::Relaxed) + 1;
+            jobhost_sdk::info!("{} is job {n} of its instance", job.payload_str()?);
+            Ok(n.to_string().into())
+        }
         // Capabilities: reads an environment variable / a file named by the payload.
         "test.env" => std::env::var(job.payload_str()?)
             .map(Output::from)

@@ -1,0 +1,221 @@
+//! Measure 7: the resident memory of a real `jobhost run` process (this very
+//! binary, started as a child) with ten plugins loaded: idle after a cold and
+//! after a warm start, and at checkpoints of a long drain.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{CHUNK, ScratchDir, http_get, jobs, wait_until_done};
+use crate::broker::Producer;
+use crate::keys::QueueKeys;
+
+/// Plugins the measured host loads.
+pub const PLUGINS: usize = 10;
+/// Most jobs waiting in Redis at once while the drain runs, so that Redis's
+/// memory, not the host's, stays small.
+const MAX_BACKLOG: u64 = 100_000;
+
+/// What the host's memory came to, in MiB.
+#[derive(Debug, Clone)]
+pub struct HostMemory {
+    pub plugins: usize,
+    /// Idle, having just compiled every plugin (empty code cache).
+    pub idle_cold: f64,
+    /// Idle, restarted with a warm code cache.
+    pub idle: f64,
+    /// (jobs done, RSS) during the drain that follows the warm start.
+    pub during: Vec<(u64, f64)>,
+    /// The warm host's peak RSS (VmHWM).
+    pub peak: f64,
+}
+
+/// Starts `jobhost run` twice on a folder of [`PLUGINS`] plugins (cold, then
+/// warm cache) and drains `count` jobs of `job_type` through the warm one.
+pub async fn host_memory(
+    url: &str,
+    plugins: &Path,
+    job_type: &str,
+    count: u64,
+    concurrency: usize,
+) -> anyhow::Result<HostMemory> {
+    let folder = ten_plugins(plugins)?;
+    let queue = format!("memory{}", fastrand::u32(..));
+    let cache = folder.0.join("cache");
+    let idle_cold = {
+        let host = ChildHost::start(url, &folder.0, &cache, &queue, concurrency).await?;
+        host.status("VmRSS")?
+    };
+    let host = ChildHost::start(url, &folder.0, &cache, &queue, concurrency).await?;
+    let idle = host.status("VmRSS")?;
+
+    let keys = QueueKeys::new("bench", &queue);
+    let mut producer = Producer::connect(url, keys.clone()).await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut during = Vec::new();
+    let mut enqueued = 0u64;
+    let mut checkpoints = vec![count / 10, count / 2, count];
+    checkpoints.dedup();
+    for checkpoint in checkpoints {
+        while enqueued < checkpoint {
+            let n = (checkpoint - enqueued).min(CHUNK as u64);
+            producer.enqueue_batch(&jobs(n as usize, job_type)?).await?;
+            enqueued += n;
+            if enqueued.is_multiple_of(20 * CHUNK as u64) {
+                let allowed = enqueued.saturating_sub(MAX_BACKLOG);
+                wait_until_done(&mut conn, &keys, allowed, || host.stopped()).await?;
+            }
+        }
+        wait_until_done(&mut conn, &keys, checkpoint, || host.stopped()).await?;
+        during.push((checkpoint, host.status("VmRSS")?));
+    }
+    Ok(HostMemory {
+        plugins: PLUGINS,
+        idle_cold,
+        idle,
+        during,
+        peak: host.status("VmHWM")?,
+    })
+}
+
+/// A folder of [`PLUGINS`] distinct plugins: every `*.wasm` of `plugins`, and
+/// copies of its `hello.wasm` renamed `ben01`, `ben02`, ... (name and pattern
+/// `hello.*` rewritten in place: same length, so the component stays valid,
+/// and a different content hash, so each is compiled and loaded on its own).
+fn ten_plugins(plugins: &Path) -> anyhow::Result<ScratchDir> {
+    let folder = ScratchDir::new("memory")?;
+    let mut loaded = 0;
+    for file in crate::plugins::wasm_files(plugins)?
+        .into_iter()
+        .take(PLUGINS)
+    {
+        let name = file.file_name().context("a plugin file has a name")?;
+        std::fs::copy(&file, folder.0.join(name))?;
+        loaded += 1;
+    }
+    let hello = std::fs::read(plugins.join("hello.wasm")).with_context(|| {
+        format!(
+            "{}/hello.wasm (run scripts/build-plugins)",
+            plugins.display()
+        )
+    })?;
+    for n in 1..=PLUGINS - loaded {
+        let name = format!("ben{n:02}");
+        let copy = replace_all(&hello, b"hello", name.as_bytes());
+        std::fs::write(folder.0.join(format!("{name}.wasm")), copy)?;
+    }
+    Ok(folder)
+}
+
+/// `bytes` with every `from` replaced by `to` (of the same length).
+fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "a same-length replacement");
+    let mut out = bytes.to_vec();
+    let mut at = 0;
+    while let Some(found) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + found..at + found + to.len()].copy_from_slice(to);
+        at += found + to.len();
+    }
+    out
+}
+
+/// A `jobhost run` child process, killed on drop.
+struct ChildHost {
+    child: Child,
+    pid: u32,
+}
+
+impl ChildHost {
+    /// Starts the host and waits until it consumes (its `/healthz` says 200),
+    /// then one more second for it to settle.
+    async fn start(
+        url: &str,
+        plugins: &Path,
+        cache: &Path,
+        queue: &str,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let exe: PathBuf = std::env::current_exe().context("locating this binary")?;
+        let child = Command::new(exe)
+            .arg("run")
+            .arg("--plugins")
+            .arg(plugins)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["--redis", url, "--namespace", "bench", "--queue", queue])
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--prefetch",
+                "256",
+            ])
+            .args(["--metrics", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting jobhost run")?;
+        let mut host = ChildHost {
+            pid: child.id(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let health = http_get(port, "/healthz").await.unwrap_or_default();
+            if health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200") {
+                break;
+            }
+            anyhow::ensure!(
+                host.child.try_wait()?.is_none(),
+                "jobhost run exited at start"
+            );
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "jobhost run did not consume within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(host)
+    }
+
+    /// Whether the process is gone (or a zombie, its exit not yet collected).
+    fn stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .map_or(true, |status| status.contains("State:\tZ"))
+    }
+
+    /// A memory figure of `/proc/PID/status` (`VmRSS`, `VmHWM`), in MiB.
+    fn status(&self, field: &str) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        super::status_mib(&status, field).with_context(|| format!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for ChildHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacement_rewrites_every_occurrence() {
+        assert_eq!(
+            replace_all(b"hello.* and hello", b"hello", b"ben01"),
+            b"ben01.* and ben01"
+        );
+    }
+}
