@@ -86,6 +86,10 @@ impl Pool {
 /// The next task; None once the pool is closed and drained. Drops the kept
 /// instance when no task comes within [`KEEP_WARM`].
 fn next_task(receiver: &Receiver<Task>, cache: &mut InstanceCache) -> Option<Task> {
+    // Under load a task is waiting: take it without setting up a timed wait.
+    if let Ok(task) = receiver.try_recv() {
+        return Some(task);
+    }
     if cache.is_warm() {
         match receiver.recv_timeout(KEEP_WARM) {
             Ok(task) => return Some(task),

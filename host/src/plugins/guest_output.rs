@@ -45,6 +45,12 @@ impl GuestOutput {
         })))
     }
 
+    /// The job is over: logs what is left of an unfinished line now, rather
+    /// than when the store state is dropped or handed to the next job.
+    pub fn finish(&self) {
+        self.0.lock().expect("guest output lock").emit();
+    }
+
     /// Hands the stream to the next job of a reused instance: what is left of
     /// an unfinished line is logged under the job that wrote it, and the new
     /// job gets a full budget, its own tag and no panic report.

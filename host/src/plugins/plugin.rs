@@ -256,6 +256,7 @@ impl LoadedPlugin {
         let result = instance
             .jobhost_plugin_handler()
             .call_handle(&mut store, job);
+        store.data().finish_job();
         let outcome = match result {
             Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
                 "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",

@@ -75,6 +75,12 @@ impl JobState {
         self.follow_ups.clear();
     }
 
+    /// The job's call returned: logs what is left of its output lines.
+    pub fn finish_job(&self) {
+        self.stdout.finish();
+        self.stderr.finish();
+    }
+
     /// Readies the state a finished store gave back (`Store::into_data`) for a
     /// fresh instance of the same plugin load running job `job_id`: as
     /// [`start_job`](Self::start_job), plus an empty resource table. What stays
