@@ -1,10 +1,10 @@
 //! Scaling out (SPEC §9): hosts sharing one consumer group share the work, and
-//! a host leaving by SIGKILL moves its work to the others without loss.
+//! hosts joining or leaving (cleanly or by SIGKILL) move work without loss.
 
 use std::time::Duration;
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, entries, keys, pending_count, wait_until, xadd_jobs,
+    Host, PluginDir, RedisServer, done_count, entries, keys, pending_count, wait_until, xadd_jobs,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -13,6 +13,17 @@ fn done_lines(host: &Host) -> usize {
     host.log()
         .matches("type=test.sleep plugin=testbed attempt=1 outcome=done")
         .count()
+}
+
+/// Waits until `jobs` jobs are recorded done and nothing is left waiting or
+/// pending, then checks that none was recorded twice.
+fn wait_every_job_recorded_once(conn: &mut redis::Connection, jobs: usize) {
+    wait_until("every job is done", WAIT, || {
+        done_count(conn) >= jobs as u64
+    });
+    wait_until("nothing pending", WAIT, || pending_count(conn) == 0);
+    assert!(entries(conn, keys::STREAM).is_empty());
+    assert_eq!(done_count(conn), jobs as u64, "each job recorded once");
 }
 
 #[test]
@@ -46,23 +57,8 @@ fn three_hosts_share_a_queue_and_one_killed_mid_run_loses_nothing() {
     hosts[0].kill();
     let killed_share = done_lines(&hosts[0]);
 
-    wait_until("every job is done", WAIT, || {
-        let counted: Option<u64> = redis::cmd("HGET")
-            .arg(keys::COUNTERS)
-            .arg("done")
-            .query(&mut conn)
-            .unwrap();
-        counted.unwrap_or(0) >= jobs as u64
-    });
-    wait_until("nothing pending", WAIT, || pending_count(&mut conn) == 0);
-    assert!(entries(&mut conn, keys::STREAM).is_empty());
+    wait_every_job_recorded_once(&mut conn, jobs);
     assert!(entries(&mut conn, keys::DLQ).is_empty());
-    let counted: u64 = redis::cmd("HGET")
-        .arg(keys::COUNTERS)
-        .arg("done")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(counted, jobs as u64, "each job recorded once");
     let survivors: usize = hosts[1..].iter().map(done_lines).sum();
     // A job the killed host ran but never recorded runs again elsewhere; none is lost.
     assert!(
@@ -109,22 +105,7 @@ fn a_host_joining_takes_a_share_and_one_leaving_cleanly_loses_nothing() {
     leaving.sigterm();
     assert!(leaving.wait_exit(WAIT).success(), "a clean leave exits 0");
 
-    wait_until("every job is done", WAIT, || {
-        let counted: Option<u64> = redis::cmd("HGET")
-            .arg(keys::COUNTERS)
-            .arg("done")
-            .query(&mut conn)
-            .unwrap();
-        counted.unwrap_or(0) >= jobs as u64
-    });
-    wait_until("nothing pending", WAIT, || pending_count(&mut conn) == 0);
-    assert!(entries(&mut conn, keys::STREAM).is_empty());
-    let counted: u64 = redis::cmd("HGET")
-        .arg(keys::COUNTERS)
-        .arg("done")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(counted, jobs as u64, "each job recorded once");
+    wait_every_job_recorded_once(&mut conn, jobs);
     // A clean leave finishes what it took, so no job ran twice. (Hosts log a
     // job after recording it: wait for the lines, not just the counter.)
     wait_until("every job's log line", WAIT, || {

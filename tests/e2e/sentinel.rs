@@ -5,19 +5,9 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::SentinelSetup;
-use jobhost_tests::{Host, PluginDir, jobhost, keys, wait_until, xadd_jobs};
+use jobhost_tests::{Host, PluginDir, done_count, jobhost, keys, wait_until, xadd_jobs};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn done_count(conn: &mut redis::Connection) -> u64 {
-    redis::cmd("HGET")
-        .arg(keys::COUNTERS)
-        .arg("done")
-        .query::<Option<u64>>(conn)
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-}
 
 fn backlog(conn: &mut redis::Connection) -> u64 {
     redis::cmd("XLEN")

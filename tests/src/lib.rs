@@ -51,6 +51,17 @@ pub fn entries(conn: &mut redis::Connection, stream: &str) -> Vec<Entry> {
         .collect()
 }
 
+/// Jobs of the default queue recorded as done (its `done` counter).
+pub fn done_count(conn: &mut redis::Connection) -> u64 {
+    redis::cmd("HGET")
+        .arg(keys::COUNTERS)
+        .arg("done")
+        .query::<Option<u64>>(conn)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
 /// Entries of the default group delivered and not yet acknowledged.
 pub fn pending_count(conn: &mut redis::Connection) -> u64 {
     let reply: redis::Value = redis::cmd("XPENDING")
