@@ -6,20 +6,10 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::RedisCluster;
-use jobhost_tests::{Host, PluginDir, jobhost, wait_until};
+use jobhost_tests::{Host, PluginDir, jobhost, ok_stdout, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 const FAST_RETRY: &[&str] = &["--retry-base", "20ms", "--retry-cap", "100ms"];
-
-fn ok_stdout(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {

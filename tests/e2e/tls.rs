@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::{Certificates, RedisCluster, TlsRedis};
-use jobhost_tests::{Host, PluginDir, jobhost, one_line_error};
+use jobhost_tests::{Host, PluginDir, jobhost, ok_stdout, one_line_error};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -45,12 +45,7 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
         "--redis",
         &url,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello, tls!");
+    assert_eq!(ok_stdout(out).trim(), "Hello, tls!");
     host.wait_for_log("type=hello.tls plugin=hello attempt=1 outcome=done", WAIT);
     let clients: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -116,14 +111,6 @@ fn jobs_flow_on_a_tls_cluster_to_queues_on_two_masters() {
             "--redis",
             &url,
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "Hello, tls cluster!"
-        );
+        assert_eq!(ok_stdout(out).trim(), "Hello, tls cluster!");
     }
 }

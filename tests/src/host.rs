@@ -179,6 +179,17 @@ pub fn jobhost_with_stdin(args: &[&str], stdin: &str) -> Output {
         .expect("jobhost output")
 }
 
+/// The output of a `jobhost` call that must succeed.
+pub fn ok_stdout(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The error of a `jobhost` call that must fail with one line, `jobhost: ...`,
 /// and a non-zero exit.
 pub fn one_line_error(out: &Output) -> String {
