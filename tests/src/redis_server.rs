@@ -103,9 +103,14 @@ impl RedisServer {
     }
 
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
+        self.try_connection()
             .expect("connect to the test redis-server")
+    }
+
+    /// For polls that must outlast a moment when the server drops its
+    /// clients (a failover changing its role does).
+    pub fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url()).and_then(|c| c.get_connection())
     }
 
     /// SIGKILL, and wait until it is gone.

@@ -23,10 +23,12 @@ fn run(what: &str, command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// INFO of one section, or "" while the server refuses or drops connections
+/// (as a failover does when it changes a server's role): callers poll it.
 fn info(server: &RedisServer, section: &str) -> String {
-    redis::cmd("INFO")
-        .arg(section)
-        .query(&mut server.connection())
+    server
+        .try_connection()
+        .and_then(|mut connection| redis::cmd("INFO").arg(section).query(&mut connection))
         .unwrap_or_default()
 }
 
