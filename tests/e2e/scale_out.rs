@@ -60,10 +60,15 @@ fn three_hosts_share_a_queue_and_one_killed_mid_run_loses_nothing() {
     wait_every_job_recorded_once(&mut conn, jobs);
     assert!(entries(&mut conn, keys::DLQ).is_empty());
     let survivors: usize = hosts[1..].iter().map(done_lines).sum();
-    // A job the killed host ran but never recorded runs again elsewhere; none is lost.
+    // A job the killed host ran but never recorded runs again elsewhere, so
+    // the logs account for every job but those it recorded and was killed
+    // before logging (a host logs after recording): at most its jobs in
+    // flight, 2 threads × prefetch 2. The counter above already showed that
+    // each job was recorded exactly once.
+    let unlogged = jobs.saturating_sub(killed_share + survivors);
     assert!(
-        killed_share + survivors >= jobs,
-        "{killed_share} + {survivors} < {jobs}"
+        unlogged <= 4,
+        "{killed_share} + {survivors} of {jobs} jobs logged as done"
     );
 }
 
