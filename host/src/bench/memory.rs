@@ -124,7 +124,7 @@ fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 /// A `jobhost run` child process, killed on drop.
-struct ChildHost {
+pub(super) struct ChildHost {
     child: Child,
     pid: u32,
 }
@@ -142,31 +142,7 @@ impl ChildHost {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let exe: PathBuf = std::env::current_exe().context("locating this binary")?;
-        let child = Command::new(exe)
-            .arg("run")
-            .arg("--plugins")
-            .arg(plugins)
-            .arg("--cache-dir")
-            .arg(cache)
-            .args(["--redis", url, "--namespace", "bench", "--queue", queue])
-            .args([
-                "--concurrency",
-                &concurrency.to_string(),
-                "--prefetch",
-                "256",
-            ])
-            .args(["--metrics", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting jobhost run")?;
-        let mut host = ChildHost {
-            pid: child.id(),
-            child,
-        };
+        let mut host = ChildHost::spawn(url, plugins, cache, queue, concurrency, Some(port))?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let health = http_get(port, "/healthz").await.unwrap_or_default();
@@ -187,8 +163,46 @@ impl ChildHost {
         Ok(host)
     }
 
+    /// Starts `jobhost run` (this very binary) and returns at once.
+    pub(super) fn spawn(
+        url: &str,
+        plugins: &Path,
+        cache: &Path,
+        queue: &str,
+        concurrency: usize,
+        metrics_port: Option<u16>,
+    ) -> anyhow::Result<Self> {
+        let exe: PathBuf = std::env::current_exe().context("locating this binary")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("run")
+            .arg("--plugins")
+            .arg(plugins)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["--redis", url, "--namespace", "bench", "--queue", queue])
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--prefetch",
+                "256",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(port) = metrics_port {
+            command.args(["--metrics", &format!("127.0.0.1:{port}")]);
+        }
+        let child = command.spawn().context("starting jobhost run")?;
+        Ok(ChildHost {
+            pid: child.id(),
+            child,
+        })
+    }
+
     /// Whether the process is gone (or a zombie, its exit not yet collected).
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .map_or(true, |status| status.contains("State:\tZ"))
     }

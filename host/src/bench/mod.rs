@@ -3,6 +3,7 @@
 
 mod memory;
 mod server;
+mod startup;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use anyhow::Context;
 
 pub use memory::{HostMemory, host_memory};
 pub use server::{BenchRedis, ScratchDir};
+pub use startup::first_job_ms;
 
 use crate::broker::Producer;
 use crate::envelope::{Envelope, JobType};
@@ -93,14 +95,14 @@ pub async fn drain_rate(
 }
 
 /// Queue wait (enqueue → handler start) at a steady `rate` jobs/s for `count`
-/// jobs: the p50 and p99 as bucket bounds of the host's histogram, in ms.
+/// jobs: the p50, p99 and max as bucket bounds of the host's histogram, in ms.
 pub async fn latency(
     url: &str,
     plugins: &Path,
     job_type: &str,
     rate: f64,
     count: u64,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, f64)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -159,7 +161,7 @@ pub async fn latency(
             .find(|(_, n)| *n >= q * total)
             .map_or(f64::INFINITY, |(bound, _)| bound * 1000.0)
     };
-    Ok((quantile(0.5), quantile(0.99)))
+    Ok((quantile(0.5), quantile(0.99), quantile(1.0)))
 }
 
 /// Waits until the host has recorded `count` jobs done, failing if it stops

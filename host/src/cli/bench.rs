@@ -35,11 +35,40 @@ pub struct BenchArgs {
     pub memory_jobs: u64,
 }
 
-fn show(what: &str, unit: &str, spread: Spread) {
+/// What a figure must reach on the 2-core reference machine (issue #9).
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+}
+
+impl Target {
+    fn verdict(self, value: f64) -> String {
+        match self {
+            Target::AtLeast(goal) => format!("target >= {goal}: {}", met(value >= goal)),
+            Target::AtMost(goal) => format!("target <= {goal}: {}", met(value <= goal)),
+            Target::None => String::new(),
+        }
+    }
+}
+
+fn met(yes: bool) -> &'static str {
+    if yes { "met" } else { "NOT MET" }
+}
+
+fn show(what: &str, unit: &str, spread: Spread, target: Target) {
     println!(
-        "{what:<52} median {:>10.1} {unit:<7} min {:>10.1}  max {:>10.1}",
-        spread.median, spread.min, spread.max
+        "{what:<48} median {:>9.1} {unit:<6} min {:>9.1} max {:>9.1}  {}",
+        spread.median,
+        spread.min,
+        spread.max,
+        target.verdict(spread.median)
     );
+}
+
+fn line(what: &str, text: &str) {
+    println!("{what:<48} {text}");
 }
 
 pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
@@ -49,8 +78,9 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     ));
     let runs = args.runs.max(1);
     println!(
-        "machine: {} CPUs; {} jobs per run, {runs} runs",
+        "machine: {} CPUs ({}); {} jobs per run, {runs} runs",
         num_cpus(),
+        cpu_model(),
         args.jobs
     );
     let overhead = tokio::task::block_in_place(|| {
@@ -60,6 +90,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "5. per-job overhead, fresh instance (no Redis)",
         "µs/job",
         overhead,
+        Target::AtMost(10.0),
     );
     if args.overhead_only {
         return Ok(0);
@@ -105,6 +136,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "1. enqueue, pipelined batches",
         "jobs/s",
         Spread::of(enqueue),
+        Target::AtLeast(300_000.0),
     );
     let drain = Spread::of(drain);
     show(
@@ -114,6 +146,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         ),
         "jobs/s",
         drain,
+        Target::AtLeast(75_000.0),
     );
     show(
         &format!(
@@ -122,20 +155,38 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         ),
         "jobs/s",
         Spread::of(drain_reuse),
+        Target::AtLeast(120_000.0),
     );
     redis.flush()?;
-    let (p50, p99) =
+    let (p50, p99, max) =
         bench::latency(&redis.url, &args.plugins, &args.job_type, 2000.0, 20_000).await?;
-    println!(
-        "{:<52} p50 <= {p50} ms, p99 <= {p99} ms (histogram bucket bounds)",
-        "4. queue wait at 2,000 jobs/s (enqueue -> start)"
+    line(
+        "4. queue wait at 2,000 jobs/s (enqueue -> start)",
+        &format!(
+            "p50 <= {p50} ms, p99 <= {p99} ms, max <= {max} ms (bucket bounds)  {}",
+            Target::AtMost(2.0).verdict(p99)
+        ),
     );
     let floor = Spread::of(floor);
-    show("6. raw floor: XREADGROUP COUNT 100 + XACK", "jobs/s", floor);
-    println!(
-        "{:<52} {:.0}% of the raw floor",
-        "   drain / floor",
-        100.0 * drain.median / floor.median
+    show(
+        "6. raw floor: XREADGROUP COUNT 100 + XACK",
+        "jobs/s",
+        floor,
+        Target::None,
+    );
+    let share = 100.0 * drain.median / floor.median;
+    line(
+        "   drain (2.) / floor (6.)",
+        &format!("{share:.0}%  {}", Target::AtLeast(50.0).verdict(share)),
+    );
+    redis.flush()?;
+    let startup =
+        bench::first_job_ms(&redis.url, &args.plugins, &args.job_type, concurrency, runs).await?;
+    show(
+        "   start -> first job served, warm code cache",
+        "ms",
+        startup,
+        Target::AtMost(100.0),
     );
     if args.memory_jobs > 0 {
         redis.flush()?;
@@ -147,28 +198,51 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
             concurrency,
         )
         .await?;
-        println!(
-            "{:<52} idle {:.1} MiB (cold cache {:.1}); {} ; peak {:.1} MiB",
-            format!("7. `jobhost run` RSS, {} plugins", memory.plugins),
-            memory.idle,
-            memory.idle_cold,
-            memory
-                .during
-                .iter()
-                .map(|(jobs, mib)| format!("after {jobs} jobs {mib:.1}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            memory.peak
+        line(
+            &format!("7. `jobhost run` RSS, {} plugins", memory.plugins),
+            &format!(
+                "idle {:.1} MiB (cold cache {:.1}); {}; peak {:.1} MiB",
+                memory.idle,
+                memory.idle_cold,
+                memory
+                    .during
+                    .iter()
+                    .map(|(jobs, mib)| format!("after {jobs} jobs {mib:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                memory.peak
+            ),
         );
+        line("   idle RSS", &Target::AtMost(60.0).verdict(memory.idle));
+        // The first checkpoint is past warm-up (allocator arenas, the
+        // instance pool); what grows after it would be a leak.
+        if let (Some(first), Some(last)) = (memory.during.first(), memory.during.last()) {
+            let growth = last.1 - first.1;
+            line(
+                &format!("   growth from {} to {} jobs", first.0, last.0),
+                &format!("{growth:.1} MiB  {}", Target::AtMost(2.0).verdict(growth)),
+            );
+        }
     }
-    println!(
-        "{:<52} {:.1} MiB",
-        "   bench process RSS (in-process hosts, after the runs)",
-        bench::rss_mib()
+    line(
+        "   bench process RSS (in-process hosts, after)",
+        &format!("{:.1} MiB", bench::rss_mib()),
     );
     Ok(0)
 }
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The CPU's model name, as Linux reports it.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
