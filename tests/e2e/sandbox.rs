@@ -81,7 +81,6 @@ fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing
         bad_ids.push(enqueue(&redis, job_type, "x"));
         good_ids.push(enqueue(&redis, "hello.neighbour", "{}"));
     }
-    let flood = enqueue(&redis, "test.log-flood", "x");
     let slow = enqueue(&redis, "test.sleep", "300");
 
     for id in &good_ids {
@@ -93,14 +92,6 @@ fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing
     host.wait_for_log(
         &format!("job_id={slow} type=test.sleep plugin=testbed attempt=1 outcome=done"),
         WAIT,
-    );
-    host.wait_for_log(
-        &format!("job_id={flood} type=test.log-flood plugin=testbed attempt=1 outcome=done"),
-        WAIT,
-    );
-    assert!(
-        host.log()
-            .contains("guest stdout truncated after 65536 bytes")
     );
 
     let mut conn = redis.connection();
@@ -123,6 +114,31 @@ fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing
     host.wait_for_log(
         &format!("job_id={id} type=hello.after plugin=hello attempt=1 outcome=done"),
         WAIT,
+    );
+}
+
+/// Kept apart from the test above and its 1 s limit: logging 64 KiB line by
+/// line is slow in a debug build on a busy machine, and here the job must finish.
+#[test]
+fn a_log_flood_is_truncated_and_the_job_and_its_neighbours_finish() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed", "hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "2"]);
+    let flood = enqueue(&redis, "test.log-flood", "x");
+    let neighbour = enqueue(&redis, "hello.neighbour", "{}");
+    host.wait_for_log(
+        &format!("job_id={neighbour} type=hello.neighbour plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+    host.wait_for_log(
+        &format!("job_id={flood} type=test.log-flood plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+    let log = host.log();
+    assert!(log.contains("guest stdout truncated after 65536 bytes"));
+    assert!(
+        !log.contains("flood line 19999"),
+        "lines past the budget are dropped"
     );
 }
 
