@@ -59,7 +59,7 @@ fn met(yes: bool) -> &'static str {
 
 fn show(what: &str, unit: &str, spread: Spread, target: Target) {
     println!(
-        "{what:<48} median {:>9.1} {unit:<6} min {:>9.1} max {:>9.1}  {}",
+        "{what:<52} median {:>9.1} {unit:<6} min {:>9.1} max {:>9.1}  {}",
         spread.median,
         spread.min,
         spread.max,
@@ -68,7 +68,7 @@ fn show(what: &str, unit: &str, spread: Spread, target: Target) {
 }
 
 fn line(what: &str, text: &str) {
-    println!("{what:<48} {text}");
+    println!("{what:<52} {text}");
 }
 
 pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
