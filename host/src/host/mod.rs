@@ -138,13 +138,6 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let slots = Arc::new(Semaphore::new(concurrency * config.prefetch.max(1)));
     let in_flight = InFlight::default();
 
-    tracing::info!(
-        stream = %broker.keys().stream,
-        group = %broker.keys().group,
-        consumer = %broker.consumer(),
-        concurrency,
-        "consuming"
-    );
     let http = match config.metrics_addr {
         Some(addr) => Some(
             crate::http::serve(addr, metrics.clone(), shutdown.clone())
@@ -156,6 +149,16 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         ),
         None => None,
     };
+    // Redis answered and the metrics endpoint listens: from the "consuming"
+    // line on, /healthz says 200 until Redis stops answering.
+    metrics.healthy.store(true, Ordering::Relaxed);
+    tracing::info!(
+        stream = %broker.keys().stream,
+        group = %broker.keys().group,
+        consumer = %broker.consumer(),
+        concurrency,
+        "consuming"
+    );
     let recorder = tokio::spawn(record_outcomes(
         broker.clone(),
         done_rx,

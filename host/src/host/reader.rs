@@ -28,7 +28,6 @@ pub(super) struct Reader<'a> {
 impl Reader<'_> {
     pub(super) async fn run(&mut self, mut shutdown: Shutdown) {
         let mut health = Health::new(Some(self.metrics.clone()));
-        self.metrics.healthy.store(true, Ordering::Relaxed);
         let claim_every = self.claim_idle / 2;
         let mut next_claim = Instant::now();
         while !shutdown.is_triggered() {
