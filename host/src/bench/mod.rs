@@ -1,6 +1,7 @@
 //! Benchmarks behind `jobhost bench`: each measure runs against a
 //! redis-server of its own and reports jobs/s (or µs) over several runs.
 
+mod child;
 mod memory;
 mod server;
 mod startup;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::memory::ChildHost;
+use super::child::ChildHost;
 use super::{ScratchDir, Spread, jobs, wait_until_done};
 use crate::broker::Producer;
 use crate::keys::QueueKeys;

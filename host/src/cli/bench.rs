@@ -105,30 +105,21 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     for _ in 0..runs {
         redis.flush()?;
         enqueue.push(bench::enqueue_rate(&redis.url, args.jobs).await?);
-        redis.flush()?;
-        drain.push(
-            bench::drain_rate(
-                &redis.url,
-                &args.plugins,
-                &args.job_type,
-                args.jobs,
-                concurrency,
-                args.prefetch,
-            )
-            .await?,
-        );
-        redis.flush()?;
-        drain_reuse.push(
-            bench::drain_rate(
-                &redis.url,
-                &reuse.0,
-                &args.job_type,
-                args.jobs,
-                concurrency,
-                args.prefetch,
-            )
-            .await?,
-        );
+        // The same drain twice: a fresh instance per job, then instance reuse.
+        for (folder, rates) in [(&args.plugins, &mut drain), (&reuse.0, &mut drain_reuse)] {
+            redis.flush()?;
+            rates.push(
+                bench::drain_rate(
+                    &redis.url,
+                    folder,
+                    &args.job_type,
+                    args.jobs,
+                    concurrency,
+                    args.prefetch,
+                )
+                .await?,
+            );
+        }
         redis.flush()?;
         floor.push(bench::raw_floor(&redis.url, args.jobs, 100).await?);
     }
