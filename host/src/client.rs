@@ -21,13 +21,13 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{BrokerError, JobResult, Producer};
+use crate::backoff::Backoff;
+use crate::broker::{BrokerError, JobResult, Redis};
 use crate::envelope::{Envelope, EnvelopeError, JobId, JobType};
 use crate::keys::QueueKeys;
 
 /// Most jobs written in one round trip by the background task.
 const WRITE_BATCH: usize = 1000;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -124,15 +124,17 @@ impl Client {
         timeout: Duration,
     ) -> Result<JobResult, ClientError> {
         let job = Envelope::new(JobType::parse(job_type)?, payload.into());
-        let mut producer = Producer::connect(&self.url, self.keys.clone()).await?;
-        Ok(producer.enqueue_and_wait(job, None, timeout).await?)
+        let mut redis = Redis::connect(&self.url).await?;
+        Ok(redis
+            .enqueue_and_wait(&self.keys, job, None, timeout)
+            .await?)
     }
 }
 
 /// The writer: takes jobs in submission order and writes them in batches,
 /// holding a batch (and so everything after it) until Redis takes it.
 async fn write_in_order(url: String, keys: QueueKeys, mut receiver: mpsc::Receiver<Message>) {
-    let mut producer: Option<Producer> = None;
+    let mut redis: Option<Redis> = None;
     let mut messages = Vec::with_capacity(WRITE_BATCH);
     while receiver.recv_many(&mut messages, WRITE_BATCH).await > 0 {
         let mut jobs = Vec::with_capacity(messages.len());
@@ -143,25 +145,22 @@ async fn write_in_order(url: String, keys: QueueKeys, mut receiver: mpsc::Receiv
                 Message::Flush(done) => flushes.push(done),
             }
         }
-        let mut backoff = Duration::from_millis(50);
-        let mut reported = false;
+        let mut backoff = Backoff::default();
         loop {
-            let written = match producer.as_mut() {
-                Some(producer) => producer.enqueue_batch(&jobs).await,
-                None => match Producer::connect(&url, keys.clone()).await {
-                    Ok(connected) => producer.insert(connected).enqueue_batch(&jobs).await,
+            let written = match redis.as_mut() {
+                Some(redis) => redis.enqueue_batch(&keys, &jobs).await,
+                None => match Redis::connect(&url).await {
+                    Ok(connected) => redis.insert(connected).enqueue_batch(&keys, &jobs).await,
                     Err(error) => Err(error),
                 },
             };
             match written {
                 Ok(()) => break,
                 Err(error) => {
-                    if !reported {
+                    if !backoff.is_failing() {
                         tracing::warn!(%error, buffered = jobs.len(), "Redis unreachable; jobs stay buffered");
-                        reported = true;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff.failed()).await;
                 }
             }
         }

@@ -95,7 +95,7 @@ pub enum EnvelopeError {
 pub struct Envelope {
     pub job_id: JobId,
     pub job_type: JobType,
-    /// Always UTF-8 (envelope v1 fields are strings); most producers write JSON.
+    /// Any bytes; most producers write JSON. The other fields are text.
     pub payload: Vec<u8>,
     /// RFC 3339 with nanoseconds, as the producer wrote it.
     pub produced_at: String,
@@ -195,8 +195,14 @@ impl Envelope {
             return Err(EnvelopeError::Version(version.to_owned()));
         }
         let job_type = JobType::parse(required(field::TYPE)?)?;
-        // Envelope v1 fields are strings; a binary payload must be encoded by its producer.
-        let payload = required(field::PAYLOAD)?.as_bytes().to_vec();
+        // Redis strings are binary-safe and the guest gets bytes: any payload
+        // is taken as it is (protobuf, MessagePack, compressed JSON...).
+        let payload = fields
+            .iter()
+            .rev()
+            .find(|(key, _)| key == field::PAYLOAD)
+            .map(|(_, bytes)| bytes.clone())
+            .ok_or(EnvelopeError::Missing(field::PAYLOAD))?;
         let produced_at = required(field::PRODUCED_AT)?.to_owned();
         let job_id = JobId(text(field::JOB_ID)?.unwrap_or(entry_id).to_owned());
         let attempt = match text(field::ATTEMPT)? {
@@ -380,6 +386,14 @@ mod tests {
             Envelope::from_fields("1-0", &bad_utf8),
             Err(EnvelopeError::NotUtf8("type"))
         );
+    }
+
+    #[test]
+    fn a_binary_payload_is_taken_as_it_is() {
+        let mut entry = fields(&[("v", "1"), ("type", "a.b"), ("produced_at", "t")]);
+        entry.push(("payload".into(), vec![0xff, 0x00, 0x1b, b'x']));
+        let job = Envelope::from_fields("1-0", &entry).unwrap();
+        assert_eq!(job.payload, vec![0xff, 0x00, 0x1b, b'x']);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The one place that names Redis keys.
 //!
 //! Every key of a queue carries the queue's hash tag (`{queue}`), so that all
-//! keys one atomic step touches live in one Redis Cluster slot.
+//! keys one atomic step touches live in one Redis Cluster slot. The
+//! generator's keys belong to the namespace, not to a queue.
 
 /// The Redis keys and consumer group of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct QueueKeys {
     pub counters: String,
     /// The consumer group every host of this queue reads through.
     pub group: String,
+    /// `{namespace}:{{queue}}`, the start of every key of this queue.
+    prefix: String,
 }
 
 /// Namespace used when none is given.
@@ -28,23 +31,6 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const GROUP: &str = "workers";
 
 impl QueueKeys {
-    /// Present while the host behind `consumer` is alive (it expires unless renewed).
-    pub fn alive(&self, consumer: &str) -> String {
-        let prefix = self.stream.trim_end_matches(":stream");
-        format!("{prefix}:alive:{consumer}")
-    }
-
-    /// The start of every reply stream of this queue.
-    pub fn reply_prefix(&self) -> String {
-        let prefix = self.stream.trim_end_matches(":stream");
-        format!("{prefix}:reply:")
-    }
-
-    /// The reply stream of the waiting producer `client`.
-    pub fn reply(&self, client: &str) -> String {
-        format!("{}{client}", self.reply_prefix())
-    }
-
     /// Keys of `queue` under `namespace`: `{namespace}:{{queue}}:stream` and so on.
     pub fn new(namespace: &str, queue: &str) -> Self {
         let prefix = format!("{namespace}:{{{queue}}}");
@@ -55,6 +41,53 @@ impl QueueKeys {
             dlq: format!("{prefix}:dlq"),
             counters: format!("{prefix}:counters"),
             group: GROUP.to_owned(),
+            prefix,
+        }
+    }
+
+    /// Present while the host behind `consumer` is alive (it expires unless renewed).
+    pub fn alive(&self, consumer: &str) -> String {
+        format!("{}:alive:{consumer}", self.prefix)
+    }
+
+    /// The start of every reply stream of this queue.
+    pub fn reply_prefix(&self) -> String {
+        format!("{}:reply:", self.prefix)
+    }
+
+    /// The reply stream of the waiting producer `client`.
+    pub fn reply(&self, client: &str) -> String {
+        format!("{}{client}", self.reply_prefix())
+    }
+
+    /// A SCAN pattern matching the stream of every queue under `namespace`.
+    pub fn stream_pattern(namespace: &str) -> String {
+        format!("{namespace}:{{*}}:stream")
+    }
+
+    /// The queue whose stream is `key`, if it is a stream key under `namespace`.
+    pub fn queue_of_stream<'k>(namespace: &str, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(namespace)?
+            .strip_prefix(":{")?
+            .strip_suffix("}:stream")
+    }
+}
+
+/// The keys of the namespace's one generator lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratorKeys {
+    /// Names the generator that may produce; expires unless renewed.
+    pub lease: String,
+    /// Set by a `generate` waiting in standby, so a consumer host generating as
+    /// a fallback hands the lease over.
+    pub wanted: String,
+}
+
+impl GeneratorKeys {
+    pub fn new(namespace: &str) -> Self {
+        GeneratorKeys {
+            lease: format!("{namespace}:generator:lease"),
+            wanted: format!("{namespace}:generator:wanted"),
         }
     }
 }
@@ -70,5 +103,22 @@ mod tests {
         assert_eq!(keys.delayed, "jobhost:{default}:delayed");
         assert_eq!(keys.dlq, "jobhost:{default}:dlq");
         assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
+        assert_eq!(keys.reply("c"), "jobhost:{default}:reply:c");
+    }
+
+    #[test]
+    fn a_stream_key_names_its_queue() {
+        let keys = QueueKeys::new("jobhost", "emails");
+        assert_eq!(
+            QueueKeys::queue_of_stream("jobhost", &keys.stream),
+            Some("emails")
+        );
+        assert_eq!(QueueKeys::queue_of_stream("jobhost", &keys.dlq), None);
+        assert_eq!(QueueKeys::queue_of_stream("other", &keys.stream), None);
+        assert_eq!(QueueKeys::stream_pattern("jobhost"), "jobhost:{*}:stream");
+        assert_eq!(
+            GeneratorKeys::new("jobhost").lease,
+            "jobhost:generator:lease"
+        );
     }
 }

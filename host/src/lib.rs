@@ -2,8 +2,9 @@
 //! WebAssembly plugins.
 //!
 //! The binary is a thin shell over this library: [`cli`] parses and runs
-//! commands, [`host::run`] is the consumer, [`broker::Producer`] enqueues jobs.
+//! commands, [`host::run`] is the consumer, [`client::Client`] (or [`broker::Redis`]) enqueues jobs.
 
+pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod cli;
@@ -17,5 +18,4 @@ pub mod keys;
 pub mod metrics;
 pub mod outcome;
 pub mod plugins;
-pub mod pool;
 pub mod shutdown;

@@ -34,7 +34,7 @@ fn done_count(conn: &mut redis::Connection) -> u64 {
 
 /// Receipt count per job payload, read from the delayed set.
 fn receipts(conn: &mut redis::Connection) -> HashMap<String, u32> {
-    let members: Vec<String> = redis::cmd("ZRANGE")
+    let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
         .arg(keys::DELAYED)
         .arg(0)
         .arg(-1)
@@ -42,13 +42,13 @@ fn receipts(conn: &mut redis::Connection) -> HashMap<String, u32> {
         .unwrap();
     let mut counts = HashMap::new();
     for member in members {
-        let fields: Vec<String> =
-            serde_json::from_str(&member).expect("delayed members are JSON lists");
+        let fields =
+            jobhost::broker::delayed::fields(&member).expect("delayed members are field lists");
         let field = |name: &str| {
             fields
-                .chunks(2)
-                .find(|kv| kv[0] == name)
-                .map(|kv| kv[1].clone())
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
         };
         if field("type").as_deref() == Some("receipt.chaos") {
             *counts

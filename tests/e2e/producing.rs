@@ -69,7 +69,7 @@ fn every_enqueue_option_lands_in_the_envelope() {
         &["enqueue", "a.b", "x", "--at", "2030-01-01T00:00:00Z"],
     );
     assert!(out.status.success());
-    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+    let members: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
         .arg(keys::DELAYED)
         .arg(0)
         .arg(-1)

@@ -154,6 +154,11 @@ pub fn jobhost(args: &[&str]) -> Output {
 
 /// Runs `jobhost ARGS...` once with `stdin` as its input (60 s at most).
 pub fn jobhost_with_stdin(args: &[&str], stdin: &str) -> Output {
+    jobhost_with_input(args, stdin.as_bytes())
+}
+
+/// Runs `jobhost ARGS...` once with the bytes `input` as its stdin (60 s at most).
+pub fn jobhost_with_input(args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(jobhost_bin())
         .args(args)
@@ -164,10 +169,10 @@ pub fn jobhost_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn jobhost");
+    let bytes = input.to_owned();
     let mut input = child.stdin.take().expect("stdin");
-    let stdin = stdin.to_owned();
     std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
+        let _ = input.write_all(&bytes);
     });
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -10,7 +10,10 @@ pub mod topologies;
 mod wait;
 
 pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
-pub use host::{Host, jobhost, jobhost_command, jobhost_with_stdin, ok_stdout, one_line_error};
+pub use host::{
+    Host, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,
+    one_line_error,
+};
 pub use redis_server::{RedisServer, free_port};
 pub use wait::wait_until;
 

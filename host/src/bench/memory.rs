@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::child::ChildHost;
 use super::{CHUNK, ScratchDir, jobs, wait_until_done};
-use crate::broker::Producer;
+use crate::broker::Redis;
 use crate::keys::QueueKeys;
 
 /// Plugins the measured host loads.
@@ -51,7 +51,7 @@ pub async fn host_memory(
     let idle = host.status("VmRSS")?;
 
     let keys = QueueKeys::new("bench", &queue);
-    let mut producer = Producer::connect(url, keys.clone()).await?;
+    let mut producer = Redis::connect(url).await?;
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
@@ -62,7 +62,9 @@ pub async fn host_memory(
     for checkpoint in checkpoints {
         while enqueued < checkpoint {
             let n = (checkpoint - enqueued).min(CHUNK as u64);
-            producer.enqueue_batch(&jobs(n as usize, job_type)?).await?;
+            producer
+                .enqueue_batch(&keys, &jobs(n as usize, job_type)?)
+                .await?;
             enqueued += n;
             if enqueued.is_multiple_of(20 * CHUNK as u64) {
                 let allowed = enqueued.saturating_sub(MAX_BACKLOG);

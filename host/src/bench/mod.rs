@@ -16,7 +16,7 @@ pub use memory::{HostMemory, host_memory};
 pub use server::{BenchRedis, ScratchDir};
 pub use startup::first_job_ms;
 
-use crate::broker::Producer;
+use crate::broker::Redis;
 use crate::envelope::{Envelope, JobType};
 use crate::host::{self, HostConfig};
 use crate::keys::QueueKeys;
@@ -56,11 +56,12 @@ fn jobs(count: usize, job_type: &str) -> anyhow::Result<Vec<Envelope>> {
 
 /// Jobs/s of pipelined XADDs (1,000 a round trip) through the producer.
 pub async fn enqueue_rate(url: &str, count: usize) -> anyhow::Result<f64> {
-    let mut producer = Producer::connect(url, QueueKeys::new("bench", "enqueue")).await?;
+    let keys = QueueKeys::new("bench", "enqueue");
+    let mut producer = Redis::connect(url).await?;
     let jobs = jobs(count, "hello.bench")?;
     let started = Instant::now();
     for chunk in jobs.chunks(CHUNK) {
-        producer.enqueue_batch(chunk).await?;
+        producer.enqueue_batch(&keys, chunk).await?;
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
@@ -77,9 +78,9 @@ pub async fn drain_rate(
 ) -> anyhow::Result<f64> {
     let queue = format!("drain{}", fastrand::u32(..));
     let keys = QueueKeys::new("bench", &queue);
-    let mut producer = Producer::connect(url, keys.clone()).await?;
+    let mut producer = Redis::connect(url).await?;
     for chunk in jobs(count, job_type)?.chunks(CHUNK) {
-        producer.enqueue_batch(chunk).await?;
+        producer.enqueue_batch(&keys, chunk).await?;
     }
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
@@ -120,9 +121,9 @@ pub async fn latency(
     while http_get(port, "/healthz").await.is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let producer = Producer::connect(url, keys.clone()).await?;
+    let producer = Redis::connect(url).await?;
     let lease = crate::generator::Lease::new(
-        producer.connection(),
+        producer.clone(),
         &format!("bench-{queue}"),
         "bench".to_owned(),
         crate::generator::LEASE_TTL,
@@ -137,6 +138,7 @@ pub async fn latency(
     let (_keep_running, never) = crate::shutdown::channel();
     crate::generator::run(
         producer,
+        &keys,
         lease,
         generator,
         crate::generator::Role::Dedicated,
@@ -236,8 +238,6 @@ fn host_config(
 /// The floor: a bare XREADGROUP COUNT `batch` + XACK loop over `count` entries.
 pub async fn raw_floor(url: &str, count: usize, batch: usize) -> anyhow::Result<f64> {
     let stream = format!("bench:{{raw{}}}:stream", fastrand::u32(..));
-    let mut producer = Producer::connect(url, QueueKeys::new("bench", "raw")).await?;
-    let _ = &mut producer;
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;

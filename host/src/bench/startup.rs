@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::child::ChildHost;
 use super::{ScratchDir, Spread, jobs, wait_until_done};
-use crate::broker::Producer;
+use crate::broker::Redis;
 use crate::keys::QueueKeys;
 
 /// Milliseconds from process start to the first job recorded as done, over
@@ -27,8 +27,8 @@ pub async fn first_job_ms(
     for run in 0..=runs {
         let queue = format!("startup{}", fastrand::u32(..));
         let keys = QueueKeys::new("bench", &queue);
-        let mut producer = Producer::connect(url, keys.clone()).await?;
-        producer.enqueue_batch(&jobs(1, job_type)?).await?;
+        let mut producer = Redis::connect(url).await?;
+        producer.enqueue_batch(&keys, &jobs(1, job_type)?).await?;
         let started = Instant::now();
         let host = ChildHost::spawn(url, plugins, &cache.0, &queue, concurrency, None)?;
         wait_until_done(&mut conn, &keys, 1, || host.stopped()).await?;

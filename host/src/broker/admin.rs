@@ -1,28 +1,35 @@
-//! Operating on a queue: the dead-letter stream (list, show, replay, purge,
-//! drain) and the figures `jobhost stats` shows.
+//! Operating on a queue: the dead-letter stream (list, show, replay, delete)
+//! and the figures `jobhost stats` shows.
 
-use redis::{RedisError, Script, Value};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use super::entries::raw_entries;
-use super::{BrokerError, Connection, Target, connect_to};
+use redis::{Script, Value};
+
+use super::entries::{raw_entries, text};
+use super::{BrokerError, ConsumerStats, Redis};
 use crate::keys::QueueKeys;
 
 /// Entries read per XRANGE page.
 const PAGE: usize = 500;
 
-/// One dead-letter entry: its id and fields, in order.
+static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replay.lua")));
+
+/// One dead-letter entry: its id and fields, in order. Values are bytes:
+/// the payload may be binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadJob {
     pub id: String,
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(String, Vec<u8>)>,
 }
 
 impl DeadJob {
+    /// A text field's value; `None` when missing or not UTF-8.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 }
 
@@ -46,14 +53,6 @@ pub struct QueueStats {
     pub expired: u64,
 }
 
-/// One host's consumer in the group.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ConsumerStats {
-    pub name: String,
-    pub pending: u64,
-    pub idle_ms: u64,
-}
-
 /// What became of a replay request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {
@@ -64,52 +63,28 @@ pub enum Replay {
     Frozen(u32),
 }
 
-/// Administrative access to one queue.
-pub struct Admin {
-    target: Target,
-    keys: QueueKeys,
-    conn: Connection,
-    replay: Script,
-}
-
-impl Admin {
-    pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let (target, conn) = connect_to(url).await?;
-        Ok(Admin {
-            target,
-            keys,
-            conn,
-            replay: Script::new(include_str!("replay.lua")),
-        })
-    }
-
-    pub fn keys(&self) -> &QueueKeys {
-        &self.keys
-    }
-
-    fn error(&self, error: RedisError) -> BrokerError {
-        self.target.command_error(error)
-    }
-
-    /// Dead jobs, oldest first, optionally only of one type, at most `limit`.
+impl Redis {
+    /// Dead jobs of the queue, oldest first, optionally only of one type, at most `limit`.
     pub async fn dead_jobs(
         &mut self,
+        keys: &QueueKeys,
         job_type: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<DeadJob>, BrokerError> {
         let mut found = Vec::new();
         let mut start = "-".to_owned();
         loop {
-            let page: Value = redis::cmd("XRANGE")
-                .arg(&self.keys.dlq)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            let page = parse_entries(page);
+            let page: Value = self
+                .query(
+                    redis::cmd("XRANGE")
+                        .arg(&keys.dlq)
+                        .arg(&start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(PAGE),
+                )
+                .await?;
+            let page = dead_jobs(page);
             let full = page.len() == PAGE;
             if let Some(last) = page.last() {
                 start = format!("({}", last.id);
@@ -128,34 +103,36 @@ impl Admin {
         }
     }
 
-    pub async fn dead_job(&mut self, id: &str) -> Result<Option<DeadJob>, BrokerError> {
-        let page: Value = redis::cmd("XRANGE")
-            .arg(&self.keys.dlq)
-            .arg(id)
-            .arg(id)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(parse_entries(page).into_iter().next())
+    /// One dead job of the queue, by its DLQ entry id.
+    pub async fn dead_job(
+        &mut self,
+        keys: &QueueKeys,
+        id: &str,
+    ) -> Result<Option<DeadJob>, BrokerError> {
+        let page: Value = self
+            .query(redis::cmd("XRANGE").arg(&keys.dlq).arg(id).arg(id))
+            .await?;
+        Ok(dead_jobs(page).into_iter().next())
     }
 
     /// Puts a dead job back on its stream (see `replay.lua`).
     pub async fn replay(
         &mut self,
+        keys: &QueueKeys,
         id: &str,
         max_replays: u32,
         force: bool,
     ) -> Result<Replay, BrokerError> {
         let reply: Vec<String> = self
-            .replay
-            .key(&self.keys.dlq)
-            .key(&self.keys.stream)
-            .arg(id)
-            .arg(max_replays)
-            .arg(if force { "force" } else { "" })
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))?;
+            .invoke(
+                REPLAY
+                    .key(&keys.dlq)
+                    .key(&keys.stream)
+                    .arg(id)
+                    .arg(max_replays)
+                    .arg(if force { "force" } else { "" }),
+            )
+            .await?;
         Ok(match reply.as_slice() {
             [status, id] if status == "ok" => Replay::Replayed(id.clone()),
             [status, count] if status == "frozen" => Replay::Frozen(count.parse().unwrap_or(0)),
@@ -164,51 +141,35 @@ impl Admin {
     }
 
     /// Deletes the given dead-letter entries; returns how many existed.
-    pub async fn delete(&mut self, ids: &[String]) -> Result<u64, BrokerError> {
+    pub async fn delete_dead(
+        &mut self,
+        keys: &QueueKeys,
+        ids: &[String],
+    ) -> Result<u64, BrokerError> {
         let mut deleted = 0;
         for chunk in ids.chunks(PAGE) {
-            let count: u64 = redis::cmd("XDEL")
-                .arg(&self.keys.dlq)
-                .arg(chunk)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            deleted += count;
+            deleted += self
+                .query::<u64>(redis::cmd("XDEL").arg(&keys.dlq).arg(chunk))
+                .await?;
         }
         Ok(deleted)
     }
 
-    /// Runs a read-only command against this queue's keys, for stats.
-    pub async fn query<T: redis::FromRedisValue>(
-        &mut self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, BrokerError> {
-        cmd.query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))
-    }
-}
-
-impl Admin {
     /// Queue names under `namespace` that have a stream.
     pub async fn queues(&mut self, namespace: &str) -> Result<Vec<String>, BrokerError> {
-        let pattern = format!("{namespace}:{{*}}:stream");
-        let keys = self.conn.scan(&pattern).await.map_err(|e| self.error(e))?;
-        let mut queues: Vec<String> = keys
+        let streams = self.scan(&QueueKeys::stream_pattern(namespace)).await?;
+        let mut queues: Vec<String> = streams
             .iter()
-            .filter_map(|key| {
-                let rest = key.strip_prefix(namespace)?.strip_prefix(":{")?;
-                Some(rest.strip_suffix("}:stream")?.to_owned())
-            })
+            .filter_map(|key| QueueKeys::queue_of_stream(namespace, key))
+            .map(str::to_owned)
             .collect();
         queues.sort();
         queues.dedup();
         Ok(queues)
     }
 
-    /// The figures of this admin's queue.
-    pub async fn stats(&mut self) -> Result<QueueStats, BrokerError> {
-        let keys = self.keys.clone();
+    /// The figures of one queue.
+    pub async fn stats(&mut self, keys: &QueueKeys) -> Result<QueueStats, BrokerError> {
         let mut pipe = redis::pipe();
         pipe.cmd("XLEN").arg(&keys.stream);
         pipe.cmd("ZCARD").arg(&keys.delayed);
@@ -218,44 +179,22 @@ impl Admin {
             u64,
             u64,
             u64,
-            std::collections::HashMap<String, u64>,
-        ) = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        let groups: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&keys.stream)
-            .query_async(&mut self.conn)
+            HashMap<String, u64>,
+        ) = self.pipeline(&pipe).await?;
+        // A queue nobody consumed yet has no stream or group: no figures, not an error.
+        let groups: Vec<HashMap<String, Value>> = self
+            .query(redis::cmd("XINFO").arg("GROUPS").arg(&keys.stream))
             .await
             .unwrap_or_default();
-        let group = groups.iter().find(|group| {
-            group.get("name").and_then(|v| text(v.clone())).as_deref() == Some(keys.group.as_str())
+        let group = groups.into_iter().find(|group| {
+            group.get("name").cloned().and_then(text).as_deref() == Some(&keys.group)
         });
-        let number = |map: Option<&std::collections::HashMap<String, Value>>, name: &str| match map
-            .and_then(|m| m.get(name))
-        {
+        let number = |name: &str| match group.as_ref().and_then(|g| g.get(name)) {
             Some(Value::Int(n)) => (*n).max(0) as u64,
             _ => 0,
         };
         let consumers = if group.is_some() {
-            let list: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
-                .arg("CONSUMERS")
-                .arg(&keys.stream)
-                .arg(&keys.group)
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            list.iter()
-                .map(|c| ConsumerStats {
-                    name: c
-                        .get("name")
-                        .and_then(|v| text(v.clone()))
-                        .unwrap_or_default(),
-                    pending: number(Some(c), "pending"),
-                    idle_ms: number(Some(c), "idle"),
-                })
-                .collect()
+            self.consumers(keys).await?
         } else {
             Vec::new()
         };
@@ -263,8 +202,8 @@ impl Admin {
         Ok(QueueStats {
             queue: keys.queue.clone(),
             stream_length,
-            pending: number(group, "pending"),
-            lag: number(group, "lag"),
+            pending: number("pending"),
+            lag: number("lag"),
             consumers,
             delayed,
             dead_letters,
@@ -276,24 +215,9 @@ impl Admin {
     }
 }
 
-fn parse_entries(value: Value) -> Vec<DeadJob> {
+fn dead_jobs(value: Value) -> Vec<DeadJob> {
     raw_entries(value)
         .into_iter()
-        .map(|(id, pairs)| DeadJob {
-            id,
-            fields: pairs
-                .into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                .collect(),
-        })
+        .map(|(id, fields)| DeadJob { id, fields })
         .collect()
-}
-
-fn text(value: Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-        Value::SimpleString(s) => Some(s),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
 }

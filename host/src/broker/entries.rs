@@ -1,5 +1,6 @@
-//! Turns XREADGROUP / XAUTOCLAIM replies into deliveries, keeping entries that
-//! are not valid jobs so they can be dead-lettered with their reason.
+//! The one parser of stream replies: XREADGROUP / XAUTOCLAIM / XRANGE / XREAD
+//! replies into entries and deliveries, keeping entries that are not valid jobs
+//! so they can be dead-lettered with their reason.
 
 use redis::Value;
 
@@ -80,6 +81,14 @@ pub fn parse_entries(value: Value) -> Vec<Delivery> {
 
 /// Entries of an XREADGROUP reply for one stream (RESP2 array or RESP3 map).
 pub fn parse_read_reply(value: Value) -> Vec<Delivery> {
+    read_reply_entries(value)
+        .into_iter()
+        .flat_map(parse_entries)
+        .collect()
+}
+
+/// The entry lists of an XREADGROUP / XREAD reply, one per stream.
+pub fn read_reply_entries(value: Value) -> Vec<Value> {
     let streams: Vec<(Value, Value)> = match value {
         Value::Array(items) => items
             .into_iter()
@@ -94,10 +103,17 @@ pub fn parse_read_reply(value: Value) -> Vec<Delivery> {
         Value::Map(items) => items,
         _ => return Vec::new(),
     };
-    streams
-        .into_iter()
-        .flat_map(|(_, entries)| parse_entries(entries))
-        .collect()
+    streams.into_iter().map(|(_, entries)| entries).collect()
+}
+
+/// A reply value as text (a status, a bulk string read lossily, a number).
+pub fn text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::SimpleString(s) => Some(s),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
 }
 
 fn bytes(value: Value) -> Option<Vec<u8>> {

@@ -1,35 +1,40 @@
-//! Redis Streams: connecting, reading jobs through the consumer group, and
-//! recording each job's outcome atomically.
+//! Redis: one handle ([`Redis`]) that knows where Redis is, holds a
+//! connection and maps every error to one message, and the queue operations
+//! on it, each taking the keys of the queue it works on — so one process
+//! serves any number of queues over one set of connections.
+//!
+//! `consume.rs` reads jobs through the consumer group, `record.rs` writes each
+//! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
+//! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats); `entries.rs` is the
+//! one parser of stream replies.
 
 mod admin;
 mod connection;
+mod consume;
+pub mod delayed;
 mod entries;
 mod produce;
 mod reclaim;
 mod record;
 mod target;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{RedisError, Script};
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 use thiserror::Error;
 
-pub use admin::{Admin, ConsumerStats, DeadJob, QueueStats, Replay};
+pub use admin::{DeadJob, QueueStats, Replay};
 pub use connection::Connection;
+pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
-pub use produce::{JobResult, Producer};
+pub use produce::JobResult;
+pub use reclaim::{ClaimCursor, ConsumerStats};
 pub use record::Record;
 pub use target::Target;
 
-use crate::keys::QueueKeys;
-
-/// How long one XREADGROUP waits for new entries before the reader looks around
-/// (shutdown, delayed jobs) and reads again.
-const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Replies slower than this mean the connection is unusable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most delayed jobs moved to the stream in one call.
-const PROMOTE_BATCH: usize = 500;
 
 /// Redis could not be used. Messages never contain the URL's password.
 #[derive(Debug, Error)]
@@ -65,181 +70,134 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// One host's view of a queue in Redis. Clones share the connections.
+/// A handle on Redis: its target, a connection, and the one mapping of Redis
+/// errors to [`BrokerError`]. Clones share the connection.
 #[derive(Clone)]
-pub struct Broker {
-    target: std::sync::Arc<Target>,
-    keys: QueueKeys,
-    consumer: String,
-    writer: Connection,
-    /// Blocking reads get their own connection so they never delay writes.
-    reader: Connection,
-    record_outcomes: Script,
-    promote_due: Script,
-    touch_inflight: Script,
-    remove_consumer: Script,
-    /// Where the next XAUTOCLAIM scan continues.
-    claim_cursor: String,
+pub struct Redis {
+    target: Arc<Target>,
+    conn: Connection,
+    /// How long a reply may take on this handle's connection.
+    response_timeout: Duration,
 }
 
-impl Broker {
+impl Redis {
     /// Connects (failing fast with a clear message when Redis is unreachable).
-    pub async fn connect(
-        url: &str,
-        keys: QueueKeys,
-        consumer: String,
-    ) -> Result<Self, BrokerError> {
-        let (target, writer) = connect_to(url).await?;
-        let reader = target
-            .connect(READ_BLOCK + RESPONSE_TIMEOUT)
+    pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::open(Arc::new(Target::parse(url)?), RESPONSE_TIMEOUT).await
+    }
+
+    /// Another handle on the same Redis with a connection of its own, for
+    /// commands that block up to `block` (XREADGROUP/XREAD BLOCK), so they
+    /// never hold up the commands sent through this one.
+    pub async fn blocking(&self, block: Duration) -> Result<Self, BrokerError> {
+        Self::open(self.target.clone(), block + RESPONSE_TIMEOUT).await
+    }
+
+    async fn open(target: Arc<Target>, response_timeout: Duration) -> Result<Self, BrokerError> {
+        let conn = target
+            .connect(response_timeout)
             .await
-            .map_err(|e| target.connect_error(e))?;
-        Ok(Broker {
-            target: std::sync::Arc::new(target),
-            keys,
-            consumer,
-            writer,
-            reader,
-            record_outcomes: Script::new(include_str!("record_outcomes.lua")),
-            promote_due: Script::new(include_str!("promote_due.lua")),
-            touch_inflight: Script::new(include_str!("touch_inflight.lua")),
-            remove_consumer: Script::new(include_str!("remove_consumer.lua")),
-            claim_cursor: "0-0".to_owned(),
+            .map_err(|e| connect_error(&target, e))?;
+        Ok(Redis {
+            target,
+            conn,
+            response_timeout,
         })
     }
 
-    /// Replaces the read connection after an error, in case it cannot
-    /// recover by itself (a blocked read cut off mid-reply).
-    pub async fn reconnect_reader(&mut self) {
-        if let Ok(reader) = self.target.connect(READ_BLOCK + RESPONSE_TIMEOUT).await {
-            self.reader = reader;
+    /// Replaces this handle's connection after an error, in case it cannot
+    /// recover by itself (a blocked read cut off mid-reply). Keeps the old one
+    /// when Redis is still unreachable.
+    pub async fn reconnect(&mut self) {
+        if let Ok(conn) = self.target.connect(self.response_timeout).await {
+            self.conn = conn;
         }
     }
 
-    pub fn keys(&self) -> &QueueKeys {
-        &self.keys
+    /// The URL, password masked.
+    pub fn redacted_url(&self) -> &str {
+        self.target.redacted()
     }
 
-    pub fn consumer(&self) -> &str {
-        &self.consumer
+    /// Whether Redis is a Cluster (a command without keys reaches one node).
+    pub fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
     }
 
-    fn command_error(&self, source: RedisError) -> BrokerError {
-        self.target.command_error(source)
-    }
-
-    /// Creates the stream and the consumer group if missing. A new group starts
-    /// at the beginning of the stream: jobs enqueued before any host ran are served.
-    pub async fn ensure_group(&mut self) -> Result<(), BrokerError> {
-        let created: Result<(), RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.keys.stream)
-            .arg(&self.keys.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.writer)
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(self.command_error(e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads up to `count` entries never delivered to any consumer, waiting
-    /// briefly when there are none.
-    pub async fn read_new(&mut self, count: usize) -> Result<Vec<Delivery>, BrokerError> {
-        let reply: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.keys.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(READ_BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.keys.stream)
-            .arg(">")
-            .query_async(&mut self.reader)
+    /// Sends one command.
+    pub async fn query<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BrokerError> {
+        cmd.query_async(&mut self.conn)
             .await
-            .map_err(|e| self.command_error(e))?;
-        Ok(entries::parse_read_reply(reply))
+            .map_err(|e| self.error(e))
     }
 
-    /// Records outcomes, all in one atomic step.
-    /// Safe to call again with the same records after an error: an outcome
-    /// already recorded is not written twice.
-    pub async fn record(&mut self, records: &[Record<'_>]) -> Result<(), BrokerError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let command = record::batch_command(records, &self.keys, self.record_outcomes.get_hash());
-        let result: Result<u64, RedisError> = command.query_async(&mut self.writer).await;
-        match result {
+    /// Sends a pipeline, in one round trip.
+    pub async fn pipeline<T: FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, BrokerError> {
+        pipe.query_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Runs a script (EVALSHA, loading it first when Redis does not know it).
+    pub async fn invoke<T: FromRedisValue>(
+        &mut self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        invocation
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Sends an EVALSHA of `script` built by hand (to spare copying large
+    /// argument lists), loading the script and sending it again when Redis
+    /// does not know it yet.
+    async fn evalsha<T: FromRedisValue>(
+        &mut self,
+        script: &Script,
+        command: &redis::Cmd,
+    ) -> Result<T, BrokerError> {
+        match command.query_async(&mut self.conn).await {
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                self.record_outcomes
+                script
                     .prepare_invoke()
-                    .load_async(&mut self.writer)
+                    .load_async(&mut self.conn)
                     .await
-                    .map_err(|e| self.command_error(e))?;
-                command
-                    .query_async::<u64>(&mut self.writer)
-                    .await
-                    .map(drop)
-                    .map_err(|e| self.command_error(e))
+                    .map_err(|e| self.error(e))?;
+                self.query(command).await
             }
-            other => other.map(drop).map_err(|e| self.command_error(e)),
+            other => other.map_err(|e| self.error(e)),
         }
     }
 
-    /// Moves due delayed jobs (retries, `--delay`) onto the stream.
-    pub async fn promote_due(&mut self, now_ms: u64) -> Result<usize, BrokerError> {
-        self.promote_due
-            .key(&self.keys.delayed)
-            .key(&self.keys.stream)
-            .arg(now_ms)
-            .arg(PROMOTE_BATCH)
-            .invoke_async(&mut self.writer)
-            .await
-            .map_err(|e| self.command_error(e))
+    /// Every key matching `pattern` (SCAN, on every master of a cluster).
+    pub async fn scan(&mut self, pattern: &str) -> Result<Vec<String>, BrokerError> {
+        self.conn.scan(pattern).await.map_err(|e| self.error(e))
     }
 
-    /// A clone of the write connection, for producers sharing this host's link.
-    pub fn writer(&self) -> Connection {
-        self.writer.clone()
-    }
-}
-
-/// Parses `url` and opens the connection every non-blocking command goes
-/// through, failing with a message that names the (redacted) URL.
-async fn connect_to(url: &str) -> Result<(Target, Connection), BrokerError> {
-    let target = Target::parse(url)?;
-    let conn = target
-        .connect(RESPONSE_TIMEOUT)
-        .await
-        .map_err(|e| target.connect_error(e))?;
-    Ok((target, conn))
-}
-
-impl Target {
-    fn connect_error(&self, error: RedisError) -> BrokerError {
-        let reason = error.to_string();
-        let hint = if reason.contains("ertificate") || reason.contains("TLS") {
-            "check the URL's tls_ca, tls_cert and tls_key"
-        } else {
-            "is redis-server running? (set --redis or REDIS_URL)"
-        };
-        BrokerError::Connect {
-            url: self.redacted().to_owned(),
-            reason,
-            hint,
-        }
-    }
-
-    fn command_error(&self, error: RedisError) -> BrokerError {
+    /// The one mapping of a failed command to the error users see.
+    fn error(&self, error: RedisError) -> BrokerError {
         BrokerError::Command {
-            url: self.redacted().to_owned(),
+            url: self.target.redacted().to_owned(),
             error,
         }
+    }
+}
+
+fn connect_error(target: &Target, error: RedisError) -> BrokerError {
+    let reason = error.to_string();
+    let hint = if reason.contains("ertificate") || reason.contains("TLS") {
+        "check the URL's tls_ca, tls_cert and tls_key"
+    } else {
+        "is redis-server running? (set --redis or REDIS_URL)"
+    };
+    BrokerError::Connect {
+        url: target.redacted().to_owned(),
+        reason,
+        hint,
     }
 }
 

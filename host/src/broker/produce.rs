@@ -1,13 +1,10 @@
-//! Writing new jobs onto a queue's stream (or its delayed set).
+//! Writing new jobs onto a queue's stream (or its delayed set), and waiting
+//! for a job's outcome on a reply stream.
 
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use redis::RedisError;
-use redis::streams::StreamReadReply;
-
-use super::{BrokerError, Connection, Target, connect_to};
+use super::entries::{raw_entries, read_reply_entries};
+use super::{BrokerError, Redis};
 use crate::envelope::Envelope;
 use crate::keys::QueueKeys;
 
@@ -29,67 +26,63 @@ pub enum JobResult {
     TimedOut,
 }
 
-/// Enqueues jobs on one queue.
-#[derive(Clone)]
-pub struct Producer {
-    target: Arc<Target>,
-    keys: QueueKeys,
-    conn: Connection,
-}
-
-impl Producer {
-    pub async fn connect(url: &str, keys: QueueKeys) -> Result<Self, BrokerError> {
-        let (target, conn) = connect_to(url).await?;
-        Ok(Producer {
-            target: Arc::new(target),
-            keys,
-            conn,
-        })
-    }
-
-    pub fn keys(&self) -> &QueueKeys {
-        &self.keys
-    }
-
-    /// A handle on this producer's connection, for other commands (leases).
-    pub fn connection(&self) -> Connection {
-        self.conn.clone()
-    }
-
-    /// Appends one job to the stream; returns its stream entry id.
-    pub async fn enqueue(&mut self, job: &Envelope) -> Result<String, BrokerError> {
-        xadd(&self.keys.stream, job)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))
+impl Redis {
+    /// Appends one job to the queue's stream; returns its stream entry id.
+    pub async fn enqueue(
+        &mut self,
+        keys: &QueueKeys,
+        job: &Envelope,
+    ) -> Result<String, BrokerError> {
+        self.query(&xadd(&keys.stream, job)).await
     }
 
     /// Appends many jobs in one pipelined round trip, in order.
-    pub async fn enqueue_batch(&mut self, jobs: &[Envelope]) -> Result<(), BrokerError> {
+    pub async fn enqueue_batch(
+        &mut self,
+        keys: &QueueKeys,
+        jobs: &[Envelope],
+    ) -> Result<(), BrokerError> {
         if jobs.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for job in jobs {
-            pipe.add_command(xadd(&self.keys.stream, job)).ignore();
+            pipe.add_command(xadd(&keys.stream, job)).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))
+        self.pipeline(&pipe).await
     }
 
-    /// Enqueues `job` and waits up to `timeout` for its final outcome, which the
-    /// host sends to a reply stream of this producer's own. The stream expires
-    /// unless renewed, so a producer that dies while waiting leaves nothing behind.
+    /// Puts a job in the delayed set, to be moved onto the stream at `due_ms`
+    /// (ms since the Unix epoch) by whichever host gets there first.
+    pub async fn schedule(
+        &mut self,
+        keys: &QueueKeys,
+        job: &Envelope,
+        due_ms: u64,
+    ) -> Result<(), BrokerError> {
+        self.query(
+            redis::cmd("ZADD")
+                .arg(&keys.delayed)
+                .arg(due_ms)
+                .arg(super::delayed::member(job)),
+        )
+        .await
+    }
+
+    /// Enqueues `job` (at `due_ms`, if given) and waits up to `timeout` for its
+    /// final outcome, which the host sends to a reply stream of this producer's
+    /// own. The stream expires unless renewed, so a producer that dies while
+    /// waiting leaves nothing behind.
     pub async fn enqueue_and_wait(
         &mut self,
+        keys: &QueueKeys,
         mut job: Envelope,
         due_ms: Option<u64>,
         timeout: Duration,
     ) -> Result<JobResult, BrokerError> {
-        let reply = self.keys.reply(&uuid::Uuid::new_v4().simple().to_string());
-        redis::pipe()
-            .cmd("XADD")
+        let reply = keys.reply(&uuid::Uuid::new_v4().simple().to_string());
+        let mut open = redis::pipe();
+        open.cmd("XADD")
             .arg(&reply)
             .arg("*")
             .arg("open")
@@ -98,38 +91,32 @@ impl Producer {
             .cmd("PEXPIRE")
             .arg(&reply)
             .arg(REPLY_TTL.as_millis() as u64)
-            .ignore()
-            .query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))?;
+            .ignore();
+        self.pipeline::<()>(&open).await?;
         job.reply_to = Some(reply.clone());
-        let result = self.submit_and_wait(&job, due_ms, &reply, timeout).await;
-        // Best effort: if this fails the stream still expires by itself.
-        let _ = redis::cmd("DEL")
-            .arg(&reply)
-            .query_async::<()>(&mut self.conn)
+        let result = self
+            .submit_and_wait(keys, &job, due_ms, &reply, timeout)
             .await;
+        // Best effort: if this fails the stream still expires by itself.
+        let _ = self.query::<()>(redis::cmd("DEL").arg(&reply)).await;
         result
     }
 
     async fn submit_and_wait(
         &mut self,
+        keys: &QueueKeys,
         job: &Envelope,
         due_ms: Option<u64>,
         reply: &str,
         timeout: Duration,
     ) -> Result<JobResult, BrokerError> {
         match due_ms {
-            Some(due) => self.schedule(job, due).await?,
+            Some(due) => self.schedule(keys, job, due).await?,
             None => {
-                self.enqueue(job).await?;
+                self.enqueue(keys, job).await?;
             }
         }
-        let mut reader = self
-            .target
-            .connect(REPLY_POLL * 5)
-            .await
-            .map_err(|e| self.error(e))?;
+        let mut reader = self.blocking(REPLY_POLL).await?;
         let deadline = Instant::now() + timeout;
         let mut last_id = "0-0".to_owned();
         loop {
@@ -138,56 +125,40 @@ impl Producer {
                 return Ok(JobResult::TimedOut);
             }
             let block = left.min(REPLY_POLL).as_millis().max(1) as u64;
-            let reply_read: StreamReadReply = redis::cmd("XREAD")
-                .arg("BLOCK")
-                .arg(block)
-                .arg("STREAMS")
-                .arg(reply)
-                .arg(&last_id)
-                .query_async(&mut reader)
-                .await
-                .map_err(|e| self.error(e))?;
-            redis::cmd("PEXPIRE")
-                .arg(reply)
-                .arg(REPLY_TTL.as_millis() as u64)
-                .query_async::<()>(&mut self.conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            for entry in reply_read.keys.into_iter().flat_map(|key| key.ids) {
-                last_id = entry.id.clone();
-                let text = |name: &str| -> Vec<u8> {
-                    entry
-                        .map
-                        .get(name)
-                        .and_then(|v| redis::from_redis_value::<Vec<u8>>(v.clone()).ok())
-                        .unwrap_or_default()
+            let read: redis::Value = reader
+                .query(
+                    redis::cmd("XREAD")
+                        .arg("BLOCK")
+                        .arg(block)
+                        .arg("STREAMS")
+                        .arg(reply)
+                        .arg(&last_id),
+                )
+                .await?;
+            self.query::<()>(
+                redis::cmd("PEXPIRE")
+                    .arg(reply)
+                    .arg(REPLY_TTL.as_millis() as u64),
+            )
+            .await?;
+            for (id, fields) in read_reply_entries(read).into_iter().flat_map(raw_entries) {
+                last_id = id;
+                let field = |name: &str| -> &[u8] {
+                    fields
+                        .iter()
+                        .find(|(key, _)| key == name)
+                        .map_or(&[], |(_, value)| value.as_slice())
                 };
-                if text("job_id") != job.job_id.as_str().as_bytes() {
+                if field("job_id") != job.job_id.as_str().as_bytes() {
                     continue;
                 }
-                return Ok(match text("outcome").as_slice() {
-                    b"done" => JobResult::Done(text("text")),
+                return Ok(match field("outcome") {
+                    b"done" => JobResult::Done(field("text").to_vec()),
                     b"expired" => JobResult::Expired,
-                    _ => JobResult::Failed(String::from_utf8_lossy(&text("text")).into_owned()),
+                    _ => JobResult::Failed(String::from_utf8_lossy(field("text")).into_owned()),
                 });
             }
         }
-    }
-
-    /// Puts a job in the delayed set, to be moved onto the stream at `due_ms`
-    /// (ms since the Unix epoch) by whichever host gets there first.
-    pub async fn schedule(&mut self, job: &Envelope, due_ms: u64) -> Result<(), BrokerError> {
-        redis::cmd("ZADD")
-            .arg(&self.keys.delayed)
-            .arg(due_ms)
-            .arg(super::record::delayed_member(job))
-            .query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    fn error(&self, source: RedisError) -> BrokerError {
-        self.target.command_error(source)
     }
 }
 

@@ -3,32 +3,62 @@
 //! consumers that are gone.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{RedisError, Value};
+use redis::{Script, Value};
 
-use super::entries::{Delivery, parse_entries};
-use super::{Broker, BrokerError};
+use super::entries::{Delivery, parse_entries, text};
+use super::{BrokerError, Redis};
+use crate::keys::QueueKeys;
 
-impl Broker {
-    /// Claims up to `count` entries idle for longer than `min_idle`, from any
-    /// consumer (XAUTOCLAIM), with how often each has now been delivered.
+static TOUCH_INFLIGHT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("touch_inflight.lua")));
+static REMOVE_CONSUMER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("remove_consumer.lua")));
+
+/// Where the next XAUTOCLAIM scan of a queue continues; one per queue a host reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimCursor(String);
+
+impl Default for ClaimCursor {
+    fn default() -> Self {
+        ClaimCursor("0-0".to_owned())
+    }
+}
+
+/// One consumer of a group, as `XINFO CONSUMERS` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsumerStats {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
+impl Redis {
+    /// Claims for `consumer` up to `count` entries idle for longer than
+    /// `min_idle`, from any consumer (XAUTOCLAIM), with how often each has now
+    /// been delivered.
     pub async fn claim_stale(
         &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
         min_idle: Duration,
+        cursor: &mut ClaimCursor,
         count: usize,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.keys.stream)
-            .arg(&self.keys.group)
-            .arg(&self.consumer)
-            .arg(min_idle.as_millis() as u64)
-            .arg(&self.claim_cursor)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.writer)
-            .await
-            .map_err(|e| self.command_error(e))?;
+        let reply: Value = self
+            .query(
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&keys.stream)
+                    .arg(&keys.group)
+                    .arg(consumer)
+                    .arg(min_idle.as_millis() as u64)
+                    .arg(&cursor.0)
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
         let Value::Array(mut parts) = reply else {
             return Ok(Vec::new());
         };
@@ -36,40 +66,37 @@ impl Broker {
             return Ok(Vec::new());
         }
         let entries = parts.remove(1);
-        self.claim_cursor = match parts.remove(0) {
-            Value::BulkString(cursor) => String::from_utf8_lossy(&cursor).into_owned(),
-            Value::SimpleString(cursor) => cursor,
-            _ => "0-0".to_owned(),
-        };
+        cursor.0 = text(parts.remove(0)).unwrap_or_else(|| "0-0".to_owned());
         let mut claimed = parse_entries(entries);
         if claimed.is_empty() {
             return Ok(claimed);
         }
-        let counts = self
-            .delivery_counts(&claimed)
-            .await
-            .map_err(|e| self.command_error(e))?;
+        let counts = self.delivery_counts(keys, consumer, &claimed).await?;
         for delivery in &mut claimed {
             delivery.deliveries = counts.get(&delivery.entry_id).copied().unwrap_or(1);
         }
         Ok(claimed)
     }
 
-    /// Delivery counts of entries now pending under this consumer.
+    /// Delivery counts of entries now pending under `consumer`.
     async fn delivery_counts(
         &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
         claimed: &[Delivery],
-    ) -> Result<HashMap<String, u64>, RedisError> {
+    ) -> Result<HashMap<String, u64>, BrokerError> {
         let first = &claimed.first().expect("checked non-empty").entry_id;
         let last = &claimed.last().expect("checked non-empty").entry_id;
-        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg(&self.keys.stream)
-            .arg(&self.keys.group)
-            .arg(first)
-            .arg(last)
-            .arg(claimed.len())
-            .arg(&self.consumer)
-            .query_async(&mut self.writer)
+        let rows: Vec<(String, String, u64, u64)> = self
+            .query(
+                redis::cmd("XPENDING")
+                    .arg(&keys.stream)
+                    .arg(&keys.group)
+                    .arg(first)
+                    .arg(last)
+                    .arg(claimed.len())
+                    .arg(consumer),
+            )
             .await?;
         Ok(rows
             .into_iter()
@@ -77,96 +104,106 @@ impl Broker {
             .collect())
     }
 
-    /// Heartbeat: renews this host's liveness key for `ttl` and resets the idle
-    /// time of its in-flight entries.
+    /// Heartbeat: renews `consumer`'s liveness key for `ttl` and resets the
+    /// idle time of its in-flight entries.
     pub async fn heartbeat(
         &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
         entry_ids: &[String],
         ttl: Duration,
     ) -> Result<(), BrokerError> {
-        redis::cmd("SET")
-            .arg(self.keys.alive(&self.consumer))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async::<()>(&mut self.writer)
-            .await
-            .map_err(|e| self.command_error(e))?;
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(keys.alive(consumer))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64),
+        )
+        .await?;
         if entry_ids.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.touch_inflight.key(&self.keys.stream);
-        invocation.arg(&self.keys.group).arg(&self.consumer);
+        let mut invocation = TOUCH_INFLIGHT.key(&keys.stream);
+        invocation.arg(&keys.group).arg(consumer);
         for id in entry_ids {
             invocation.arg(id);
         }
-        invocation
-            .invoke_async::<u64>(&mut self.writer)
-            .await
-            .map(drop)
-            .map_err(|e| self.command_error(e))
+        self.invoke::<u64>(&invocation).await.map(drop)
     }
 
-    /// Leaving cleanly: drops this host's liveness key and, if it holds no
-    /// entries, its consumer, so the group lists only hosts that exist.
-    pub async fn leave(&mut self) -> Result<(), BrokerError> {
-        let alive = self.keys.alive(&self.consumer);
-        redis::cmd("DEL")
-            .arg(&alive)
-            .query_async::<()>(&mut self.writer)
-            .await
-            .map_err(|e| self.command_error(e))?;
-        self.remove_consumer
-            .key(&self.keys.stream)
-            .key(&alive)
-            .arg(&self.keys.group)
-            .arg(&self.consumer)
-            .invoke_async::<u64>(&mut self.writer)
-            .await
-            .map(drop)
-            .map_err(|e| self.command_error(e))
+    /// Leaving cleanly: drops `consumer`'s liveness key and, if it holds no
+    /// entries, the consumer itself, so the group lists only hosts that exist.
+    pub async fn leave(&mut self, keys: &QueueKeys, consumer: &str) -> Result<(), BrokerError> {
+        self.query::<()>(redis::cmd("DEL").arg(keys.alive(consumer)))
+            .await?;
+        self.remove_consumer(keys, consumer).await.map(drop)
     }
 
-    /// Removes other consumers idle for longer than `idle` whose host is gone
-    /// (no liveness key) and that hold no entries. Returns their names.
+    /// Removes consumers other than `consumer` idle for longer than `idle`
+    /// whose host is gone (no liveness key) and that hold no entries. Returns
+    /// their names.
     pub async fn remove_gone_consumers(
         &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
         idle: Duration,
     ) -> Result<Vec<String>, BrokerError> {
-        let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.keys.stream)
-            .arg(&self.keys.group)
-            .query_async(&mut self.writer)
-            .await
-            .map_err(|e| self.command_error(e))?;
         let mut removed = Vec::new();
-        for consumer in consumers {
-            let name = match consumer.get("name") {
-                Some(Value::BulkString(name)) => String::from_utf8_lossy(name).into_owned(),
-                Some(Value::SimpleString(name)) => name.clone(),
-                _ => continue,
-            };
-            let idle_ms = match consumer.get("idle") {
-                Some(Value::Int(ms)) => *ms as u128,
-                _ => continue,
-            };
-            if name == self.consumer || idle_ms <= idle.as_millis() {
+        for other in self.consumers(keys).await? {
+            if other.name == consumer || u128::from(other.idle_ms) <= idle.as_millis() {
                 continue;
             }
-            let gone: u64 = self
-                .remove_consumer
-                .key(&self.keys.stream)
-                .key(self.keys.alive(&name))
-                .arg(&self.keys.group)
-                .arg(&name)
-                .invoke_async(&mut self.writer)
-                .await
-                .map_err(|e| self.command_error(e))?;
-            if gone == 1 {
-                removed.push(name);
+            if self.remove_consumer(keys, &other.name).await? {
+                removed.push(other.name);
             }
         }
         Ok(removed)
+    }
+
+    /// Removes `consumer` if its host is gone and it holds nothing (see `remove_consumer.lua`).
+    async fn remove_consumer(
+        &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
+    ) -> Result<bool, BrokerError> {
+        let removed: u64 = self
+            .invoke(
+                REMOVE_CONSUMER
+                    .key(&keys.stream)
+                    .key(keys.alive(consumer))
+                    .arg(&keys.group)
+                    .arg(consumer),
+            )
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// The consumers of the queue's group (`XINFO CONSUMERS`).
+    pub async fn consumers(&mut self, keys: &QueueKeys) -> Result<Vec<ConsumerStats>, BrokerError> {
+        let list: Vec<HashMap<String, Value>> = self
+            .query(
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&keys.stream)
+                    .arg(&keys.group),
+            )
+            .await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|mut consumer| {
+                let mut number = |name: &str| match consumer.remove(name) {
+                    Some(Value::Int(n)) => Some(n.max(0) as u64),
+                    _ => None,
+                };
+                let pending = number("pending").unwrap_or(0);
+                let idle_ms = number("idle")?;
+                Some(ConsumerStats {
+                    name: text(consumer.remove("name")?)?,
+                    pending,
+                    idle_ms,
+                })
+            })
+            .collect())
     }
 }

@@ -1,10 +1,37 @@
 //! The one place that turns jobs' outcomes into Redis writes.
 
+use std::sync::LazyLock;
+
+use redis::Script;
+
 use crate::envelope::{Envelope, field, now_rfc3339};
 use crate::keys::QueueKeys;
 use crate::outcome::Outcome;
 
 use super::entries::Delivery;
+use super::{BrokerError, Redis};
+
+static RECORD_OUTCOMES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("record_outcomes.lua")));
+
+impl Redis {
+    /// Records outcomes of jobs of the queue `keys`, all in one atomic step.
+    /// Safe to call again with the same records after an error: an outcome
+    /// already recorded is not written twice.
+    pub async fn record(
+        &mut self,
+        keys: &QueueKeys,
+        records: &[Record<'_>],
+    ) -> Result<(), BrokerError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let command = batch_command(records, keys, RECORD_OUTCOMES.get_hash());
+        self.evalsha::<u64>(&RECORD_OUTCOMES, &command)
+            .await
+            .map(drop)
+    }
+}
 
 /// `last_error` in a DLQ entry keeps at most this many characters.
 const MAX_ERROR_CHARS: usize = 1000;
@@ -18,11 +45,7 @@ pub struct Record<'a> {
 }
 
 /// The EVALSHA of `record_outcomes.lua` that records `records` in one step.
-pub(super) fn batch_command(
-    records: &[Record<'_>],
-    keys: &QueueKeys,
-    script_sha: &str,
-) -> redis::Cmd {
+fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> redis::Cmd {
     // Reply streams become KEYS[5..]; only this queue's: the field comes from the producer.
     let prefix = keys.reply_prefix();
     let mut replies: Vec<&str> = Vec::new();
@@ -116,7 +139,7 @@ impl Record<'_> {
                 next.attempt += 1;
                 let due = self.now_ms + after.as_millis() as u64;
                 text(&due.to_string());
-                text(&delayed_member(&next));
+                args.push(super::delayed::member(&next));
                 ("retry", args)
             }
             (Outcome::Dead { reason }, job) => {
@@ -156,17 +179,6 @@ impl Record<'_> {
             _ => ("ack", args),
         }
     }
-}
-
-/// A delayed job as a member of the sorted set: its fields as a JSON list,
-/// which `promote_due.lua` hands to XADD. Job id and attempt make it unique.
-pub fn delayed_member(job: &Envelope) -> String {
-    let flat: Vec<String> = job
-        .to_fields()
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_owned(), String::from_utf8_lossy(&v).into_owned()])
-        .collect();
-    serde_json::to_string(&flat).expect("a list of strings always serializes")
 }
 
 #[cfg(test)]

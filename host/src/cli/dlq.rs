@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use super::QueueArgs;
-use crate::broker::{Admin, DeadJob, Replay};
+use crate::broker::{DeadJob, Redis, Replay};
 
 /// Replays allowed before an entry is frozen (thinrsmq's rule); `--force` overrides.
 const MAX_REPLAYS: u32 = 3;
@@ -57,22 +57,23 @@ pub enum DlqCommand {
 }
 
 pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
-    let mut admin = Admin::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    let mut redis = Redis::connect(&args.queue.redis_url()).await?;
+    let keys = args.queue.keys();
     match args.command {
         DlqCommand::List { job_type, limit } => {
-            let jobs = admin.dead_jobs(job_type.as_deref(), limit).await?;
+            let jobs = redis.dead_jobs(&keys, job_type.as_deref(), limit).await?;
             for job in &jobs {
                 println!("{}", summary(job));
             }
-            eprintln!("{} dead job(s) in {}", jobs.len(), admin.keys().dlq);
+            eprintln!("{} dead job(s) in {}", jobs.len(), keys.dlq);
             Ok(0)
         }
-        DlqCommand::Show { id } => match admin.dead_job(&id).await? {
+        DlqCommand::Show { id } => match redis.dead_job(&keys, &id).await? {
             Some(job) => {
                 print_full(&job);
                 Ok(0)
             }
-            None => bail!("no dead job {id} in {}", admin.keys().dlq),
+            None => bail!("no dead job {id} in {}", keys.dlq),
         },
         DlqCommand::Replay {
             id,
@@ -82,8 +83,8 @@ pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
         } => {
             let ids = match id {
                 Some(id) => vec![id],
-                None if all => admin
-                    .dead_jobs(job_type.as_deref(), None)
+                None if all => redis
+                    .dead_jobs(&keys, job_type.as_deref(), None)
                     .await?
                     .into_iter()
                     .map(|job| job.id)
@@ -92,7 +93,7 @@ pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
             };
             let mut refused = 0;
             for id in ids {
-                match admin.replay(&id, MAX_REPLAYS, force).await? {
+                match redis.replay(&keys, &id, MAX_REPLAYS, force).await? {
                     Replay::Replayed(new_id) => println!("{id} replayed as {new_id}"),
                     Replay::Missing => {
                         refused += 1;
@@ -109,8 +110,8 @@ pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
             Ok(if refused > 0 { 1 } else { 0 })
         }
         DlqCommand::Purge { job_type, yes } => {
-            let ids: Vec<String> = admin
-                .dead_jobs(job_type.as_deref(), None)
+            let ids: Vec<String> = redis
+                .dead_jobs(&keys, job_type.as_deref(), None)
                 .await?
                 .into_iter()
                 .map(|job| job.id)
@@ -123,52 +124,79 @@ pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
                 eprintln!("nothing deleted");
                 return Ok(1);
             }
-            let deleted = admin.delete(&ids).await?;
+            let deleted = redis.delete_dead(&keys, &ids).await?;
             println!("deleted {deleted} dead job(s)");
             Ok(0)
         }
         DlqCommand::Drain => {
             // Only what was printed is deleted: entries arriving meanwhile stay.
-            let jobs = admin.dead_jobs(None, None).await?;
+            let jobs = redis.dead_jobs(&keys, None, None).await?;
             let mut stdout = std::io::stdout().lock();
             for job in &jobs {
                 writeln!(stdout, "{}", summary(job))?;
             }
             stdout.flush()?;
             let ids: Vec<String> = jobs.into_iter().map(|job| job.id).collect();
-            let deleted = admin.delete(&ids).await?;
+            let deleted = redis.delete_dead(&keys, &ids).await?;
             eprintln!("drained {deleted} dead job(s)");
             Ok(0)
         }
     }
 }
 
+/// One line per dead job. Every value came from outside (a producer, a
+/// guest's error), so control characters are shown escaped, never sent raw to
+/// the terminal.
 fn summary(job: &DeadJob) -> String {
     let field = |name| job.field(name).unwrap_or("-");
     let error: String = field("last_error").chars().take(120).collect();
     format!(
         "{}\t{}\tattempts={}\treplays={}\t{}\t{}",
-        job.id,
-        field("type"),
-        field("total_attempts"),
-        field("replay_count"),
-        field("failed_at"),
-        error.replace('\n', " ")
+        shown(job.id.as_bytes()),
+        shown(field("type").as_bytes()),
+        shown(field("total_attempts").as_bytes()),
+        shown(field("replay_count").as_bytes()),
+        shown(field("failed_at").as_bytes()),
+        shown(error.as_bytes())
     )
 }
 
+/// Every field; a JSON payload pretty-printed, a binary one escaped.
 fn print_full(job: &DeadJob) {
-    println!("id: {}", job.id);
+    println!("id: {}", shown(job.id.as_bytes()));
     for (name, value) in &job.fields {
-        if name == "payload"
-            && let Ok(json) = serde_json::from_str::<serde_json::Value>(value)
-            && let Ok(pretty) = serde_json::to_string_pretty(&json)
-        {
-            println!("payload:\n{pretty}");
-        } else {
-            println!("{name}: {value}");
+        let name = shown(name.as_bytes());
+        let pretty = (name == "payload")
+            .then(|| serde_json::from_slice::<serde_json::Value>(value).ok())
+            .flatten()
+            .and_then(|json| serde_json::to_string_pretty(&json).ok());
+        match pretty {
+            Some(pretty) => println!("payload:\n{pretty}"),
+            None if std::str::from_utf8(value).is_err() => {
+                println!("{name}: (binary, {} bytes) {}", value.len(), shown(value));
+            }
+            None => println!("{name}: {}", shown(value)),
         }
     }
+}
+
+/// `value` safe for a terminal: text as it is, but control characters and
+/// bytes that are not UTF-8 escaped (`\n`, `\x1b`, `\xff`).
+fn shown(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for chunk in value.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {
@@ -177,4 +205,17 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_from_outside_reach_the_terminal_escaped() {
+        assert_eq!(shown(b"plain text"), "plain text");
+        assert_eq!(shown("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(shown(b"a\x1b[31mb\nc"), "a\\u{1b}[31mb\\nc");
+        assert_eq!(shown(&[0xff, b'x', 0x00]), "\\xffx\\u{0}");
+    }
 }

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{QueueArgs, parse_duration};
-use crate::broker::{JobResult, Producer};
+use crate::broker::{JobResult, Redis};
 use crate::envelope::{Envelope, JobType, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
+use crate::keys::QueueKeys;
 
 /// Largest payload `enqueue` accepts.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -23,9 +24,12 @@ pub struct EnqueueArgs {
     /// Job type, e.g. orders.created.
     #[arg(value_name = "TYPE", required_unless_present = "batch")]
     pub job_type: Option<String>,
-    /// Payload (usually JSON); `-` reads it from stdin.
-    #[arg(required_unless_present = "batch")]
+    /// Payload (usually JSON); `-` reads it from stdin, as any bytes.
+    #[arg(required_unless_present_any = ["batch", "payload_file"])]
     pub payload: Option<String>,
+    /// Read the payload from this file, as any bytes (protobuf, MessagePack...).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["payload", "batch"])]
+    pub payload_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub queue: QueueArgs,
     /// Read NDJSON lines `{"type": .., "payload": ..}` from stdin and enqueue them all, pipelined.
@@ -64,20 +68,11 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     if args.batch {
         return enqueue_batch(args).await;
     }
-    let (Some(job_type), Some(payload)) = (&args.job_type, &args.payload) else {
+    let Some(job_type) = &args.job_type else {
         bail!("give TYPE and PAYLOAD, or --batch");
     };
     let job_type = JobType::parse(job_type)?;
-    let payload = if payload == "-" {
-        let mut buffer = Vec::new();
-        std::io::stdin()
-            .take(MAX_PAYLOAD_BYTES as u64 + 1)
-            .read_to_end(&mut buffer)
-            .context("reading the payload from stdin")?;
-        buffer
-    } else {
-        payload.clone().into_bytes()
-    };
+    let payload = read_payload(args.payload.as_deref(), args.payload_file.as_deref())?;
     check_payload(&payload)?;
     let mut job = Envelope::new(job_type, payload);
     job.trace_id = args.trace_id;
@@ -91,11 +86,15 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
         .at
         .or(args.delay.map(|delay| now + delay.as_millis() as u64))
         .filter(|due| *due > now);
-    let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    let mut redis = Redis::connect(&args.queue.redis_url()).await?;
+    let keys = args.queue.keys();
     if args.wait {
         let id = job.job_id.clone();
         return Ok(
-            match producer.enqueue_and_wait(job, due, args.timeout).await? {
+            match redis
+                .enqueue_and_wait(&keys, job, due, args.timeout)
+                .await?
+            {
                 JobResult::Done(output) => {
                     let mut stdout = std::io::stdout().lock();
                     stdout.write_all(&output)?;
@@ -123,21 +122,42 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
         );
     }
     match due {
-        Some(due) => producer.schedule(&job, due).await?,
+        Some(due) => redis.schedule(&keys, &job, due).await?,
         None => {
-            producer.enqueue(&job).await?;
+            redis.enqueue(&keys, &job).await?;
         }
     }
     println!("{}", job.job_id);
     Ok(0)
 }
 
+/// The payload as given: the argument's text, stdin's bytes for `-`, or a
+/// file's bytes. Reads at most one byte past the limit, so a huge input is
+/// refused without being held.
+fn read_payload(text: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    let limit = MAX_PAYLOAD_BYTES as u64 + 1;
+    let mut buffer = Vec::new();
+    match (text, file) {
+        (_, Some(path)) => {
+            std::fs::File::open(path)
+                .and_then(|file| file.take(limit).read_to_end(&mut buffer))
+                .with_context(|| format!("reading the payload from {}", path.display()))?;
+        }
+        (Some("-"), None) => {
+            std::io::stdin()
+                .take(limit)
+                .read_to_end(&mut buffer)
+                .context("reading the payload from stdin")?;
+        }
+        (Some(text), None) => buffer = text.as_bytes().to_vec(),
+        (None, None) => bail!("give TYPE and PAYLOAD, or --batch"),
+    }
+    Ok(buffer)
+}
+
 fn check_payload(payload: &[u8]) -> anyhow::Result<()> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         bail!("payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes");
-    }
-    if std::str::from_utf8(payload).is_err() {
-        bail!("payload is not UTF-8 text; encode binary data (e.g. base64) first");
     }
     Ok(())
 }
@@ -149,7 +169,11 @@ struct BatchLine {
     #[serde(rename = "type")]
     job_type: String,
     /// A string is sent as is; any other JSON value is sent as its JSON text.
-    payload: serde_json::Value,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+    /// Binary payloads: the bytes in standard base64.
+    #[serde(default)]
+    payload_base64: Option<String>,
     #[serde(default)]
     trace_id: Option<String>,
     #[serde(default)]
@@ -159,7 +183,8 @@ struct BatchLine {
 /// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id.
 /// A bad line stops the batch with its line number; earlier chunks stay enqueued.
 async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
-    let mut producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    let mut redis = Redis::connect(&args.queue.redis_url()).await?;
+    let keys = args.queue.keys();
     let mut chunk = Vec::with_capacity(BATCH_CHUNK);
     let mut total = 0usize;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
@@ -174,10 +199,10 @@ async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
         })?;
         chunk.push(job);
         if chunk.len() == BATCH_CHUNK {
-            total += flush(&mut producer, &mut chunk, &mut stdout).await?;
+            total += flush(&mut redis, &keys, &mut chunk, &mut stdout).await?;
         }
     }
-    total += flush(&mut producer, &mut chunk, &mut stdout).await?;
+    total += flush(&mut redis, &keys, &mut chunk, &mut stdout).await?;
     stdout.flush()?;
     eprintln!("enqueued {total} jobs");
     Ok(0)
@@ -188,14 +213,20 @@ fn parse_line(
     trace_id: Option<&str>,
     max_attempts: Option<u32>,
 ) -> anyhow::Result<Envelope> {
+    use base64::Engine as _;
     let parsed: BatchLine =
         serde_json::from_str(line).context("not a {\"type\":..,\"payload\":..} object")?;
-    let payload = match parsed.payload {
-        serde_json::Value::String(text) => text,
-        other => other.to_string(),
+    let payload = match (parsed.payload, parsed.payload_base64) {
+        (Some(serde_json::Value::String(text)), None) => text.into_bytes(),
+        (Some(other), None) => other.to_string().into_bytes(),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .context("payload_base64 is not standard base64")?,
+        (None, None) => bail!("missing \"payload\" (or \"payload_base64\")"),
+        (Some(_), Some(_)) => bail!("give \"payload\" or \"payload_base64\", not both"),
     };
-    check_payload(payload.as_bytes())?;
-    let mut job = Envelope::new(JobType::parse(&parsed.job_type)?, payload.into_bytes());
+    check_payload(&payload)?;
+    let mut job = Envelope::new(JobType::parse(&parsed.job_type)?, payload);
     job.trace_id = parsed.trace_id.or(trace_id.map(str::to_owned));
     job.max_attempts = parsed.max_attempts.or(max_attempts);
     job.producer = Some("jobhost-cli".to_owned());
@@ -203,11 +234,12 @@ fn parse_line(
 }
 
 async fn flush(
-    producer: &mut Producer,
+    redis: &mut Redis,
+    keys: &QueueKeys,
     chunk: &mut Vec<Envelope>,
     out: &mut impl Write,
 ) -> anyhow::Result<usize> {
-    producer.enqueue_batch(chunk).await?;
+    redis.enqueue_batch(keys, chunk).await?;
     for job in chunk.iter() {
         writeln!(out, "{}", job.job_id)?;
     }

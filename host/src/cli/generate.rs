@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::Args;
 
 use super::{QueueArgs, parse_duration};
-use crate::broker::Producer;
+use crate::broker::Redis;
 use crate::envelope::JobType;
 use crate::generator::{self, GeneratorConfig, LEASE_TTL, Lease, Role};
 
@@ -62,9 +62,9 @@ pub async fn execute(args: GenerateArgs) -> anyhow::Result<i32> {
         count: args.count,
         payload: args.payload,
     };
-    let producer = Producer::connect(&args.queue.redis_url(), args.queue.keys()).await?;
+    let redis = Redis::connect(&args.queue.redis_url()).await?;
     let lease = Lease::new(
-        producer.connection(),
+        redis.clone(),
         &args.queue.namespace,
         generator_name(),
         LEASE_TTL,
@@ -74,7 +74,8 @@ pub async fn execute(args: GenerateArgs) -> anyhow::Result<i32> {
         super::wait_for_signal().await;
         trigger.trigger();
     });
-    let sent = generator::run(producer, lease, config, Role::Dedicated, shutdown).await?;
+    let keys = args.queue.keys();
+    let sent = generator::run(redis, &keys, lease, config, Role::Dedicated, shutdown).await?;
     eprintln!("generated {sent} jobs");
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::QueueArgs;
-use crate::broker::{Admin, QueueStats};
+use crate::broker::{QueueStats, Redis};
 use crate::keys::QueueKeys;
 
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -26,19 +26,21 @@ pub struct StatsArgs {
 }
 
 pub async fn execute(args: StatsArgs) -> anyhow::Result<i32> {
-    let url = args.queue.redis_url();
-    let mut admin = Admin::connect(&url, args.queue.keys()).await?;
+    // One connection for every queue and every refresh.
+    let mut redis = Redis::connect(&args.queue.redis_url()).await?;
     loop {
         let queues = if args.all {
-            admin.queues(&args.queue.namespace).await?
+            redis.queues(&args.queue.namespace).await?
         } else {
             vec![args.queue.queue.clone()]
         };
         let mut all = Vec::with_capacity(queues.len());
         for queue in queues {
-            let mut queue_admin =
-                Admin::connect(&url, QueueKeys::new(&args.queue.namespace, &queue)).await?;
-            all.push(queue_admin.stats().await?);
+            all.push(
+                redis
+                    .stats(&QueueKeys::new(&args.queue.namespace, &queue))
+                    .await?,
+            );
         }
         if args.watch && !args.json {
             print!("\x1b[2J\x1b[H");

@@ -11,8 +11,9 @@ mod lease;
 
 use std::time::{Duration, Instant};
 
-use crate::broker::{BrokerError, Producer};
+use crate::broker::{BrokerError, Redis};
 use crate::envelope::{Envelope, JobType, now_rfc3339};
+use crate::keys::QueueKeys;
 use crate::shutdown::Shutdown;
 pub use lease::Lease;
 
@@ -43,9 +44,11 @@ pub enum Role {
     Fallback,
 }
 
-/// Runs until shutdown (or `count` jobs); returns how many jobs this generator wrote.
+/// Runs until shutdown (or `count` jobs), writing to the queue `keys` through
+/// `redis`; returns how many jobs this generator wrote.
 pub async fn run(
-    mut producer: Producer,
+    mut redis: Redis,
+    keys: &QueueKeys,
     mut lease: Lease,
     config: GeneratorConfig,
     role: Role,
@@ -84,7 +87,8 @@ pub async fn run(
         }
         tracing::info!(generator = %lease.holder(), "generating: this generator holds the lease");
         let finished = generate_while_leader(
-            &mut producer,
+            &mut redis,
+            keys,
             &mut lease,
             &config,
             role,
@@ -102,7 +106,8 @@ pub async fn run(
 /// Produces at the configured rate while the lease holds. True when `count`
 /// is reached; false when the lease was lost or handed back.
 async fn generate_while_leader(
-    producer: &mut Producer,
+    redis: &mut Redis,
+    keys: &QueueKeys,
     lease: &mut Lease,
     config: &GeneratorConfig,
     role: Role,
@@ -148,7 +153,7 @@ async fn generate_while_leader(
                 job
             })
             .collect();
-        producer.enqueue_batch(&jobs).await?;
+        redis.enqueue_batch(keys, &jobs).await?;
         *sent += want;
         if last_report.0.elapsed() >= REPORT_EVERY {
             let rate = (*sent - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();

@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{Broker, Producer};
+use crate::backoff::Backoff;
+use crate::broker::Redis;
 use crate::envelope::now_ms;
 use crate::generator::{GeneratorConfig, LEASE_TTL, Lease, Role};
 use crate::keys::QueueKeys;
 use crate::plugins::Registry;
 use crate::shutdown::Shutdown;
 
-use super::{InFlight, PROMOTE_EVERY, default_consumer_name};
+use super::health::RedisPath;
+use super::in_flight::InFlight;
+use super::{PROMOTE_EVERY, default_consumer_name};
 
 /// Reloads plugins as their files change, off the job path, until dropped.
 pub(super) fn watch_plugins(registry: Arc<Registry>) -> Option<impl Drop> {
@@ -42,64 +45,80 @@ pub(super) fn watch_plugins(registry: Arc<Registry>) -> Option<impl Drop> {
 }
 
 /// Keeps this host marked alive and its in-flight entries fresh until stopped,
-/// beating three times per `claim_idle` so one missed beat costs nothing.
+/// beating three times per `claim_idle` so one missed beat costs nothing; after
+/// a failure it tries again on the backoff, so health turns green soon after
+/// Redis does.
 pub(super) async fn heartbeat(
-    mut broker: Broker,
+    mut redis: Redis,
+    keys: QueueKeys,
+    consumer: String,
     in_flight: InFlight,
     claim_idle: Duration,
+    mut health: RedisPath,
     mut stop: Shutdown,
 ) {
-    let mut ticker = tokio::time::interval((claim_idle / 3).max(Duration::from_millis(30)));
+    let every = (claim_idle / 3).max(Duration::from_millis(30));
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.wait() => return,
         }
         let ids = in_flight.snapshot();
-        if let Err(error) = broker.heartbeat(&ids, claim_idle).await {
-            tracing::debug!(%error, "heartbeat failed");
-        }
+        wait = match redis.heartbeat(&keys, &consumer, &ids, claim_idle).await {
+            Ok(()) => {
+                health.ok();
+                every
+            }
+            Err(error) => health.failed(&error).min(every),
+        };
     }
 }
 
 /// `--standby-generator`: generates whenever no dedicated generator is alive,
-/// until shutdown. A Redis failure is logged and the standby starts over.
+/// until shutdown, over the host's own connection. A Redis failure is logged
+/// and the standby starts over after a backoff.
 pub(super) async fn stand_by_as_generator(
-    url: String,
+    redis: Redis,
     keys: QueueKeys,
     namespace: String,
     generator: GeneratorConfig,
     mut shutdown: Shutdown,
 ) {
     let name = format!("jobhost-run-{}", default_consumer_name());
+    let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
-        let result = match Producer::connect(&url, keys.clone()).await {
-            Ok(producer) => {
-                let lease = Lease::new(producer.connection(), &namespace, name.clone(), LEASE_TTL);
-                crate::generator::run(
-                    producer,
-                    lease,
-                    generator.clone(),
-                    Role::Fallback,
-                    shutdown.clone(),
-                )
-                .await
-                .map(drop)
+        let lease = Lease::new(redis.clone(), &namespace, name.clone(), LEASE_TTL);
+        let result = crate::generator::run(
+            redis.clone(),
+            &keys,
+            lease,
+            generator.clone(),
+            Role::Fallback,
+            shutdown.clone(),
+        )
+        .await;
+        match result {
+            Ok(_) => backoff.succeeded(),
+            Err(error) => {
+                tracing::warn!(%error, "standby generator stopped; starting over");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.failed()) => {}
+                    _ = shutdown.wait() => return,
+                }
+                continue;
             }
-            Err(error) => Err(error),
         };
-        if let Err(error) = result {
-            tracing::warn!(%error, "standby generator stopped; starting over");
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.wait() => return,
-            }
-        }
     }
 }
 
 /// Moves due delayed jobs onto the stream, until shutdown.
-pub(super) async fn promote_due_jobs(mut broker: Broker, mut shutdown: Shutdown) {
+pub(super) async fn promote_due_jobs(
+    mut redis: Redis,
+    keys: QueueKeys,
+    mut health: RedisPath,
+    mut shutdown: Shutdown,
+) {
     let mut ticker = tokio::time::interval(PROMOTE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -107,9 +126,12 @@ pub(super) async fn promote_due_jobs(mut broker: Broker, mut shutdown: Shutdown)
             _ = ticker.tick() => {}
             _ = shutdown.wait() => return,
         }
-        // Failures show up in the reader's and recorder's health logs; try again next tick.
-        if let Err(error) = broker.promote_due(now_ms()).await {
-            tracing::debug!(%error, "moving due jobs failed");
+        match redis.promote_due(&keys, now_ms()).await {
+            Ok(_) => health.ok(),
+            // Try again next tick; the host's health says Redis is failing.
+            Err(error) => {
+                health.failed(&error);
+            }
         }
     }
 }

@@ -5,36 +5,38 @@
 //! entry (XREADGROUP) → a job thread dispatches it to its plugin → the recorder
 //! writes its outcome atomically (ack + follow-ups, retry or DLQ) → the slot is freed.
 //!
-//! `reader.rs` feeds the job threads, `recorder.rs` writes outcomes,
-//! `background.rs` holds the tasks beside the job path (heartbeat, delayed
-//! jobs, hot reload, standby generator), `health.rs` tracks Redis.
+//! `reader.rs` feeds the job threads (`pool.rs`), `recorder.rs` writes
+//! outcomes, `in_flight.rs` owns what a job holds meanwhile, `background.rs`
+//! holds the tasks beside the job path (heartbeat, delayed jobs, hot reload,
+//! standby generator), `health.rs` tracks whether Redis answers them all.
 
 mod background;
 mod health;
+mod in_flight;
+mod pool;
 mod reader;
 mod recorder;
 
 use background::{heartbeat, promote_due_jobs, stand_by_as_generator, watch_plugins};
+use health::Health;
+use in_flight::InFlight;
+use pool::Pool;
 use reader::Reader;
 use recorder::record_outcomes;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{BrokerError, READ_BLOCK, Redis};
 use crate::dispatch::{DispatchPolicy, Dispatcher};
 use crate::generator::GeneratorConfig;
 use crate::keys::QueueKeys;
 use crate::metrics::Metrics;
 use crate::outcome::RetryPolicy;
 use crate::plugins::{CodeCache, DirError, Registry, Runtime};
-use crate::pool::Pool;
 use crate::shutdown::Shutdown;
 
 /// Everything `jobhost run` needs to know.
@@ -88,7 +90,6 @@ const READ_BATCH: usize = 256;
 /// Most outcomes recorded in one pipeline.
 const RECORD_BATCH: usize = 256;
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A unique consumer name for this process: host name, pid and a random tag.
 pub fn default_consumer_name() -> String {
@@ -119,8 +120,10 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         );
     }
     let keys = QueueKeys::new(&config.namespace, &config.queue);
-    let mut broker = Broker::connect(&config.redis_url, keys, config.consumer.clone()).await?;
-    broker.ensure_group().await?;
+    let consumer = config.consumer.clone();
+    let mut redis = Redis::connect(&config.redis_url).await?;
+    redis.ensure_group(&keys).await?;
+    let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
     let dispatcher = Arc::new(Dispatcher::new(
@@ -135,8 +138,8 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
-    let slots = Arc::new(Semaphore::new(concurrency * config.prefetch.max(1)));
-    let in_flight = InFlight::default();
+    let in_flight = InFlight::new(concurrency * config.prefetch.max(1), metrics.clone());
+    let health = Health::new(metrics.clone());
 
     let http = match config.metrics_addr {
         Some(addr) => Some(
@@ -151,25 +154,31 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     };
     // Redis answered and the metrics endpoint listens: from the "consuming"
     // line on, /healthz says 200 until Redis stops answering.
-    metrics.healthy.store(true, Ordering::Relaxed);
+    health.set_consuming(true);
     tracing::info!(
-        stream = %broker.keys().stream,
-        group = %broker.keys().group,
-        consumer = %broker.consumer(),
+        stream = %keys.stream,
+        group = %keys.group,
+        %consumer,
         concurrency,
         "consuming"
     );
     let recorder = tokio::spawn(record_outcomes(
-        broker.clone(),
+        redis.clone(),
+        keys.clone(),
         done_rx,
-        in_flight.clone(),
         metrics.clone(),
+        health.path("recorder"),
     ));
-    let promoter = tokio::spawn(promote_due_jobs(broker.clone(), shutdown.clone()));
+    let promoter = tokio::spawn(promote_due_jobs(
+        redis.clone(),
+        keys.clone(),
+        health.path("promoter"),
+        shutdown.clone(),
+    ));
     let standby = config.standby_generator.clone().map(|generator| {
         tokio::spawn(stand_by_as_generator(
-            config.redis_url.clone(),
-            broker.keys().clone(),
+            redis.clone(),
+            keys.clone(),
             config.namespace.clone(),
             generator,
             shutdown.clone(),
@@ -178,21 +187,26 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // The heartbeat outlives the reader: jobs draining after a signal stay fresh.
     let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
     let heartbeat = tokio::spawn(heartbeat(
-        broker.clone(),
+        redis.clone(),
+        keys.clone(),
+        consumer.clone(),
         in_flight.clone(),
         config.claim_idle,
+        health.path("heartbeat"),
         heartbeat_stop,
     ));
     let mut reader = Reader {
-        broker: &mut broker,
+        redis: read_redis,
+        keys: &keys,
+        consumer: &consumer,
         pool: &pool,
-        slots,
         in_flight,
         claim_idle: config.claim_idle,
         metrics: metrics.clone(),
+        health: health.path("reader"),
     };
     reader.run(shutdown).await;
-    metrics.healthy.store(false, Ordering::Relaxed);
+    health.set_consuming(false);
 
     tracing::info!("stopping: no new jobs are read; waiting for jobs in flight");
     let threads = pool.close();
@@ -222,37 +236,10 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         let _ = http.await;
     }
     if drained.is_ok()
-        && let Err(error) = broker.leave().await
+        && let Err(error) = redis.leave(&keys, &consumer).await
     {
         tracing::warn!(%error, "could not leave the consumer group cleanly");
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Entry ids of the jobs this host holds, for the heartbeat.
-#[derive(Clone, Default)]
-pub(super) struct InFlight(Arc<Mutex<HashSet<String>>>);
-
-impl InFlight {
-    /// Adds an entry; false when it was already held (a reclaim of our own entry).
-    pub(super) fn insert(&self, entry_id: &str) -> bool {
-        self.0
-            .lock()
-            .expect("in-flight lock")
-            .insert(entry_id.to_owned())
-    }
-
-    pub(super) fn remove(&self, entry_id: &str) {
-        self.0.lock().expect("in-flight lock").remove(entry_id);
-    }
-
-    pub(super) fn snapshot(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .expect("in-flight lock")
-            .iter()
-            .cloned()
-            .collect()
-    }
 }

@@ -1,29 +1,30 @@
 //! Writing outcomes as jobs finish, and the one log line per job.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::broker::{Broker, Record};
+use crate::broker::{Record, Redis};
 use crate::dispatch::Finished;
 use crate::envelope::now_ms;
+use crate::keys::QueueKeys;
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
-use crate::pool::Done;
 
-use super::health::Health;
-use super::{InFlight, RECORD_BATCH};
+use super::RECORD_BATCH;
+use super::health::RedisPath;
+use super::pool::Done;
 
 /// Writes outcomes as jobs finish, batching what is ready. An outcome that
 /// cannot be written is kept and retried until Redis takes it: never dropped.
+/// A job stays held (its slot, its heartbeat) until its outcome is written.
 pub(super) async fn record_outcomes(
-    mut broker: Broker,
+    mut redis: Redis,
+    keys: QueueKeys,
     mut done: UnboundedReceiver<Done>,
-    in_flight: InFlight,
     metrics: Arc<Metrics>,
+    mut health: RedisPath,
 ) {
-    let mut health = Health::new(None);
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let now_ms = now_ms();
@@ -36,7 +37,7 @@ pub(super) async fn record_outcomes(
             })
             .collect();
         loop {
-            match broker.record(&records).await {
+            match redis.record(&keys, &records).await {
                 Ok(()) => {
                     health.ok();
                     break;
@@ -46,8 +47,6 @@ pub(super) async fn record_outcomes(
         }
         drop(records);
         for done in batch.drain(..) {
-            in_flight.remove(&done.finished.delivery.entry_id);
-            metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
             log_finished(&done.finished, &metrics);
         }
     }

@@ -33,6 +33,11 @@ fn handle(job: Job) -> Result<Output, Error> {
             Ok(().into())
         }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
+        // Binary payloads: returns the payload's bytes as they came, after one
+        // retry for `test.echo-retry` (so they also pass through the delayed set).
+        "test.echo" => Ok(job.payload().to_vec().into()),
+        "test.echo-retry" if job.attempt() < 2 => Err(Error::retry("echo on the next attempt")),
+        "test.echo-retry" => Ok(job.payload().to_vec().into()),
         // Instance reuse: counts the `test.count` jobs this instance has run,
         // in a static that only a reused instance carries from job to job.
         "test.count" => {

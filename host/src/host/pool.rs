@@ -10,37 +10,43 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::broker::Delivery;
 use crate::dispatch::{Dispatcher, Finished};
 use crate::plugins::InstanceCache;
 
+use super::in_flight::Held;
+
 /// A job thread idle this long drops the instance it keeps for reuse, so an
 /// idle host holds no instance (nor the plugin version it came from).
 const KEEP_WARM: Duration = Duration::from_secs(1);
 
-/// A delivery on its way through the pool, holding its slot of the in-flight limit.
-pub struct Task {
-    pub delivery: Delivery,
-    pub permit: OwnedSemaphorePermit,
+/// A delivery on its way through the pool, held by this host.
+pub(super) struct Task {
+    pub(super) delivery: Delivery,
+    pub(super) held: Held,
 }
 
-/// A finished task, still holding its slot until its outcome is recorded.
-pub struct Done {
-    pub finished: Finished,
-    pub permit: OwnedSemaphorePermit,
+/// A finished task, still held until its outcome is recorded: dropping it
+/// releases the job.
+pub(super) struct Done {
+    pub(super) finished: Finished,
+    _held: Held,
 }
 
 /// `size` threads taking tasks from a shared queue.
-pub struct Pool {
+pub(super) struct Pool {
     sender: Option<crossbeam_channel::Sender<Task>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
-    pub fn start(size: usize, dispatcher: Arc<Dispatcher>, done: UnboundedSender<Done>) -> Self {
+    pub(super) fn start(
+        size: usize,
+        dispatcher: Arc<Dispatcher>,
+        done: UnboundedSender<Done>,
+    ) -> Self {
         let (sender, receiver) = crossbeam_channel::unbounded::<Task>();
         let threads = (0..size)
             .map(|n| {
@@ -54,8 +60,14 @@ impl Pool {
                         let mut cache = InstanceCache::default();
                         while let Some(task) = next_task(&receiver, &mut cache) {
                             let finished = dispatcher.dispatch(task.delivery, &mut cache);
-                            let permit = task.permit;
-                            if done.send(Done { finished, permit }).is_err() {
+                            let held = task.held;
+                            if done
+                                .send(Done {
+                                    finished,
+                                    _held: held,
+                                })
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -70,14 +82,14 @@ impl Pool {
     }
 
     /// Queues a task; false once the pool is closed.
-    pub fn submit(&self, task: Task) -> bool {
+    pub(super) fn submit(&self, task: Task) -> bool {
         self.sender
             .as_ref()
             .is_some_and(|sender| sender.send(task).is_ok())
     }
 
     /// Stops taking tasks; queued tasks still run. Returns the threads to join.
-    pub fn close(mut self) -> Vec<JoinHandle<()>> {
+    pub(super) fn close(mut self) -> Vec<JoinHandle<()>> {
         self.sender.take();
         std::mem::take(&mut self.threads)
     }

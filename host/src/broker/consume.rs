@@ -1,0 +1,86 @@
+//! Reading jobs through a queue's consumer group, and moving due delayed jobs
+//! onto its stream.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{RedisError, Script};
+
+use super::entries::{self, Delivery};
+use super::{BrokerError, Redis};
+use crate::envelope::now_rfc3339;
+use crate::keys::QueueKeys;
+
+/// How long one XREADGROUP waits for new entries before the reader looks around
+/// (shutdown, delayed jobs) and reads again. A handle that reads needs a
+/// connection made with [`Redis::blocking`] for this long.
+pub const READ_BLOCK: Duration = Duration::from_millis(500);
+/// Most delayed jobs moved to the stream in one call.
+const PROMOTE_BATCH: usize = 500;
+
+static PROMOTE_DUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("promote_due.lua")));
+
+impl Redis {
+    /// Creates the queue's stream and consumer group if missing. A new group
+    /// starts at the beginning of the stream: jobs enqueued before any host ran
+    /// are served.
+    pub async fn ensure_group(&mut self, keys: &QueueKeys) -> Result<(), BrokerError> {
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&keys.stream)
+            .arg(&keys.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(self.error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads up to `count` entries never delivered to any consumer, as
+    /// `consumer`, waiting up to [`READ_BLOCK`] when there are none.
+    pub async fn read_new(
+        &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let reply: redis::Value = self
+            .query(
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(&keys.group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("BLOCK")
+                    .arg(READ_BLOCK.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&keys.stream)
+                    .arg(">"),
+            )
+            .await?;
+        Ok(entries::parse_read_reply(reply))
+    }
+
+    /// Moves due delayed jobs (retries, `--delay`) onto the stream.
+    pub async fn promote_due(
+        &mut self,
+        keys: &QueueKeys,
+        now_ms: u64,
+    ) -> Result<usize, BrokerError> {
+        self.invoke(
+            PROMOTE_DUE
+                .key(&keys.delayed)
+                .key(&keys.stream)
+                .key(&keys.dlq)
+                .arg(now_ms)
+                .arg(PROMOTE_BATCH)
+                .arg(now_rfc3339()),
+        )
+        .await
+    }
+}
