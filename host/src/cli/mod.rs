@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-/// Environment variable names, each written once and used by one setting.
+/// Environment variable names, each written once.
 pub mod env {
     pub const REDIS_URL: &str = "JOBHOST_REDIS_URL";
     /// Read when neither `--redis` nor `JOBHOST_REDIS_URL` is set.

@@ -43,11 +43,12 @@ pub async fn execute(mut args: RunArgs, log_format: LogFormat) -> anyhow::Result
 }
 
 /// Every setting of `run` as `key = value` (the keys of `jobhost.toml`), in
-/// the order `--help` lists them; `(none)` for one that is not set.
+/// the order they are defined in; `(none)` for one that is not set.
 fn config_text(args: &RunArgs, log_format: LogFormat) -> anyhow::Result<String> {
     let serde_json::Value::Object(mut values) = serde_json::to_value(args)? else {
         unreachable!("settings serialize as a map");
     };
+    // The one setting of every command (`Cli`) that is not in `args`.
     values.insert("log_format".into(), serde_json::to_value(log_format)?);
     let mut cli = Cli::command();
     cli.build();

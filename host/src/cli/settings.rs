@@ -108,12 +108,13 @@ impl RunSettings {
         self
     }
 
-    /// The host's configuration from resolved settings and the queue's.
+    /// The host's configuration from these settings and the queue's.
     pub fn host_config(self, queue: &QueueArgs) -> anyhow::Result<HostConfig> {
-        let standby_generator = if self.standby_generator {
+        let settings = self.resolve();
+        let standby_generator = if settings.standby_generator {
             Some(GeneratorConfig {
-                job_type: JobType::parse(&self.generate_type)?,
-                rate: self.generate_rate,
+                job_type: JobType::parse(&settings.generate_type)?,
+                rate: settings.generate_rate,
                 count: None,
                 payload: None,
             })
@@ -122,24 +123,26 @@ impl RunSettings {
         };
         Ok(HostConfig {
             redis_url: queue.redis_url(),
-            plugins_dir: self.plugins,
+            plugins_dir: settings.plugins,
             namespace: queue.namespace.clone(),
             queue: queue.queue.clone(),
-            concurrency: usize::from(self.concurrency.unwrap_or(1)),
-            prefetch: usize::from(self.prefetch),
-            consumer: self.consumer.unwrap_or_else(host::default_consumer_name),
-            shutdown_timeout: self.shutdown_timeout,
+            concurrency: usize::from(settings.concurrency.unwrap_or(1)),
+            prefetch: usize::from(settings.prefetch),
+            consumer: settings
+                .consumer
+                .unwrap_or_else(host::default_consumer_name),
+            shutdown_timeout: settings.shutdown_timeout,
             retry: RetryPolicy {
-                base: self.retry_base,
-                cap: self.retry_cap,
-                max_attempts: self.max_attempts,
+                base: settings.retry_base,
+                cap: settings.retry_cap,
+                max_attempts: settings.max_attempts,
             },
-            max_payload: self.max_payload,
-            claim_idle: self.claim_idle.max(Duration::from_millis(100)),
-            metrics_addr: self.metrics,
+            max_payload: settings.max_payload,
+            claim_idle: settings.claim_idle.max(Duration::from_millis(100)),
+            metrics_addr: settings.metrics,
             standby_generator,
-            cache_dir: self.cache_dir,
-            max_deliveries: self.max_deliveries.max(1),
+            cache_dir: settings.cache_dir,
+            max_deliveries: settings.max_deliveries.max(1),
         })
     }
 }
@@ -147,7 +150,7 @@ impl RunSettings {
 impl HostConfig {
     /// Every setting at the default `jobhost run` has, for programs that run a
     /// host themselves (embedders, benchmarks); change fields as needed.
-    /// The environment and `jobhost.toml` play no part.
+    /// Neither `JOBHOST_*` variables nor `jobhost.toml` play a part.
     pub fn with_defaults(redis_url: impl Into<String>, plugins_dir: impl Into<PathBuf>) -> Self {
         let command = QueueArgs::augment_args(RunSettings::augment_args(clap::Command::new("run")))
             .mut_args(|arg| arg.env(None::<&'static str>));
@@ -159,7 +162,6 @@ impl HostConfig {
         let queue = QueueArgs::from_arg_matches(&matches).expect("the defaults parse");
         let settings = RunSettings::from_arg_matches(&matches).expect("the defaults parse");
         let mut config = settings
-            .resolve()
             .host_config(&queue)
             .expect("the default settings are valid");
         config.redis_url = redis_url.into();
