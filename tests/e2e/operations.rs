@@ -396,3 +396,70 @@ fn job_log_lines_carry_the_trace_id_in_text_and_json() {
     assert_eq!(fields["attempt"], 1);
     assert_eq!(fields["trace_id"], "req-43");
 }
+
+#[test]
+fn standby_generator_type_from_the_config_file_is_the_type_generated() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["hello"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobhost.toml");
+    std::fs::write(
+        &file,
+        "standby_generator = true\ngenerate_type = \"hello.from-file\"\ngenerate-rate = \"20/s\"\n",
+    )
+    .unwrap();
+    let host = Host::start(
+        &redis.url(),
+        plugins.path(),
+        &["--config", file.to_str().unwrap()],
+    );
+    host.wait_for_log("generating: this generator holds the lease", WAIT);
+    host.wait_for_log(
+        "type=hello.from-file plugin=hello attempt=1 outcome=done",
+        WAIT,
+    );
+    assert!(
+        !host.log().contains("type=hello.generated"),
+        "{}",
+        host.tail()
+    );
+}
+
+#[test]
+fn config_file_reaches_enqueue_and_its_run_only_keys_are_ignored_there() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobhost.toml");
+    // `max_attempts` is the host's default for jobs, not `enqueue --max-attempts`.
+    std::fs::write(
+        &file,
+        "queue = \"from-file\"\nplugins = \"./plugins\"\nmax_attempts = 2\nconcurrency = 3\n",
+    )
+    .unwrap();
+    let out = run_cli(
+        &[
+            "enqueue",
+            "hello.x",
+            "{}",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &redis,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut conn = redis.connection();
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+    let jobs = entries(&mut conn, "jobhost:{from-file}:stream");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].1["type"], "hello.x");
+    assert!(!jobs[0].1.contains_key("max_attempts"), "{:?}", jobs[0].1);
+
+    std::fs::write(&file, "queue = \"from-file\"\nqeueu = \"x\"\n").unwrap();
+    let out = run_cli(&["stats", "--config", file.to_str().unwrap()], &redis);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key `qeueu`"));
+}

@@ -1,9 +1,15 @@
-//! `jobhost.toml`: settings from a file, below the environment and the flags.
+//! `jobhost.toml`: settings from a file, beneath the environment and the flags.
 //!
-//! The file is read before the command line is parsed, and each setting it
-//! holds becomes the environment variable of its flag unless that variable is
-//! already set. Clap then applies flags over environment, so the precedence
-//! flags > environment > file holds without a second merge.
+//! A key is the name of a setting (see `settings.rs`), with `_` or `-`, and
+//! stands for that setting's environment variable. The command line is parsed
+//! once, leniently, to learn which settings its flags and the environment set
+//! (clap's value source); every other setting the file holds is appended to
+//! the command line as its flag, which clap then parses with the rest. So a
+//! value from the file is checked by its flag's own parser, with its messages,
+//! and a key the command at hand has no flag for is ignored (`redis` and
+//! `queue` reach `enqueue`, `plugins` does not; `enqueue --max-attempts`, a
+//! flag of its own without an environment variable, is not the setting
+//! `max_attempts`).
 //!
 //! ```toml
 //! redis = "redis://127.0.0.1:6379"
@@ -13,77 +19,134 @@
 //! metrics = "127.0.0.1:9464"
 //! ```
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Command, CommandFactory};
 
-use super::env;
+use super::settings::is_setting;
+use super::{Cli, env};
 
 /// Where the file is looked for when neither `--config` nor `JOBHOST_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "jobhost.toml";
 
-/// File keys and the environment variables they stand for.
-const KEYS: &[(&str, &str)] = &[
-    ("redis", env::REDIS_URL),
-    ("namespace", env::NAMESPACE),
-    ("queue", env::QUEUE),
-    ("plugins", env::PLUGINS),
-    ("concurrency", env::CONCURRENCY),
-    ("prefetch", env::PREFETCH),
-    ("consumer", env::CONSUMER),
-    ("shutdown_timeout", env::SHUTDOWN_TIMEOUT),
-    ("claim_idle", env::CLAIM_IDLE),
-    ("max_deliveries", env::MAX_DELIVERIES),
-    ("max_attempts", env::MAX_ATTEMPTS),
-    ("retry_base", env::RETRY_BASE),
-    ("retry_cap", env::RETRY_CAP),
-    ("cache_dir", env::CACHE_DIR),
-    ("metrics", env::METRICS),
-    ("max_payload", env::MAX_PAYLOAD),
-    ("log_format", env::LOG_FORMAT),
-    ("no_cache", env::NO_CACHE),
-    ("standby_generator", env::STANDBY_GENERATOR),
-    ("generate_type", env::GENERATE_TYPE),
-    ("generate_rate", env::GENERATE_RATE),
-];
-
-/// The config file named by `--config FILE` in `args` or by `JOBHOST_CONFIG`,
-/// else `./jobhost.toml` if it exists. `Ok(None)` when there is none.
-pub fn locate(args: &[String]) -> Option<(PathBuf, bool)> {
-    let mut named = None;
-    for (i, arg) in args.iter().enumerate() {
-        if let Some(value) = arg.strip_prefix("--config=") {
-            named = Some(value.to_owned());
-        } else if arg == "--config" {
-            named = args.get(i + 1).cloned();
+/// `args` with the settings of the config file appended as flags wherever
+/// neither a flag nor the environment set them.
+pub fn beneath(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    // `--help`, `--version`: the file plays no part.
+    let Some(first) = lenient(&args) else {
+        return Ok(args);
+    };
+    let Some((path, _)) = config_file(&first) else {
+        return Ok(args);
+    };
+    let mut cli = Cli::command();
+    cli.build();
+    let (command, matches) = leaf(&cli, &first);
+    let mut flags = Vec::new();
+    for (variable, value) in read(&cli, &path)? {
+        let Some(arg) = command
+            .get_arguments()
+            .find(|arg| arg.get_env() == Some(OsStr::new(variable)))
+        else {
+            continue;
+        };
+        if set_elsewhere(matches, arg) {
+            continue;
         }
+        flags.extend(
+            as_flag(arg, &value).with_context(|| format!("config file {}", path.display()))?,
+        );
     }
-    if let Some(path) = named.or_else(|| std::env::var(env::CONFIG).ok()) {
-        return Some((PathBuf::from(path), true));
+    // Before a `--`, after which everything is a positional value.
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, flags);
+    Ok(args)
+}
+
+/// The config file named by `--config FILE` in `args` or by `JOBHOST_CONFIG`
+/// (then `true`), else `./jobhost.toml` if it exists. `None` when there is none.
+pub fn locate<S: AsRef<OsStr>>(args: &[S]) -> Option<(PathBuf, bool)> {
+    let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    config_file(&lenient(&args)?)
+}
+
+/// What the command line and the environment say, errors aside: the file may
+/// yet supply a required flag.
+fn lenient(args: &[OsString]) -> Option<ArgMatches> {
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()
+}
+
+fn config_file(matches: &ArgMatches) -> Option<(PathBuf, bool)> {
+    if let Some(path) = matches.get_one::<PathBuf>("config") {
+        return Some((path.clone(), true));
     }
     Path::new(DEFAULT_FILE)
         .is_file()
         .then(|| (PathBuf::from(DEFAULT_FILE), false))
 }
 
-/// Whether the environment already sets `variable` (for the Redis URL, also
-/// through the `REDIS_URL` fallback), so a file value must not override it.
-pub fn is_set(variable: &str) -> bool {
-    std::env::var_os(variable).is_some()
-        || (variable == env::REDIS_URL && std::env::var_os(env::REDIS_URL_FALLBACK).is_some())
+/// The subcommand that runs, and its matches.
+fn leaf<'a>(
+    mut command: &'a Command,
+    mut matches: &'a ArgMatches,
+) -> (&'a Command, &'a ArgMatches) {
+    while let Some((name, sub_matches)) = matches.subcommand() {
+        let Some(sub) = command.find_subcommand(name) else {
+            break;
+        };
+        command = sub;
+        matches = sub_matches;
+    }
+    (command, matches)
 }
 
-/// The settings of `path` as (environment variable, value) pairs.
-pub fn read(path: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+/// Whether a flag or the environment already set `arg` (for the Redis URL,
+/// also through the `REDIS_URL` fallback).
+fn set_elsewhere(matches: &ArgMatches, arg: &clap::Arg) -> bool {
+    let source = matches.value_source(arg.get_id().as_str());
+    matches!(
+        source,
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    ) || (arg.get_env() == Some(OsStr::new(env::REDIS_URL))
+        && std::env::var_os(env::REDIS_URL_FALLBACK).is_some())
+}
+
+/// The command-line form of a setting's value.
+fn as_flag(arg: &clap::Arg, value: &str) -> anyhow::Result<Option<OsString>> {
+    let long = arg.get_long().expect("every setting has a long flag");
+    let on = match (arg.get_action(), value) {
+        (ArgAction::SetTrue, "true") | (ArgAction::SetFalse, "false") => true,
+        (ArgAction::SetTrue | ArgAction::SetFalse, "true" | "false") => false,
+        (ArgAction::SetTrue | ArgAction::SetFalse, _) => {
+            bail!("`{}` must be true or false, not {value:?}", arg.get_id())
+        }
+        _ => return Ok(Some(format!("--{long}={value}").into())),
+    };
+    Ok(on.then(|| format!("--{long}").into()))
+}
+
+/// The settings of `path` as (environment variable, value) pairs; the keys
+/// are those of `cli`'s `run` (a built command, so its global flags count).
+pub fn read<'c>(cli: &'c Command, path: &Path) -> anyhow::Result<Vec<(&'c str, String)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("config file {}", path.display()))?;
     let table: toml::Table = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))?;
-    let mut settings = Vec::new();
+    let run = cli
+        .find_subcommand("run")
+        .expect("jobhost has a run command");
+    let settings: Vec<&clap::Arg> = run.get_arguments().filter(|arg| is_setting(arg)).collect();
+    let mut pairs = Vec::new();
     for (key, value) in table {
-        let Some((_, variable)) = KEYS.iter().find(|(name, _)| *name == key.replace('-', "_"))
-        else {
-            let known: Vec<&str> = KEYS.iter().map(|(name, _)| *name).collect();
+        let name = key.replace('-', "_");
+        let Some(arg) = settings.iter().find(|arg| arg.get_id() == name.as_str()) else {
+            let known: Vec<&str> = settings.iter().map(|arg| arg.get_id().as_str()).collect();
             bail!(
                 "config file {}: unknown key `{key}` (known: {})",
                 path.display(),
@@ -100,9 +163,13 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
                 other.type_str()
             ),
         };
-        settings.push((*variable, value));
+        let variable = arg
+            .get_env()
+            .and_then(OsStr::to_str)
+            .expect("settings have environment variables");
+        pairs.push((variable, value));
     }
-    Ok(settings)
+    Ok(pairs)
 }
 
 #[cfg(test)]
@@ -119,7 +186,9 @@ mod tests {
             "queue = \"emails\"\nconcurrency = 4\nclaim-idle = \"5s\"\n",
         )
         .unwrap();
-        let mut settings = read(&file).unwrap();
+        let mut cli = Cli::command();
+        cli.build();
+        let mut settings = read(&cli, &file).unwrap();
         settings.sort();
         assert_eq!(
             settings,
@@ -130,7 +199,7 @@ mod tests {
             ]
         );
         std::fs::write(&file, "qeueu = \"x\"\n").unwrap();
-        let error = read(&file).unwrap_err().to_string();
+        let error = read(&cli, &file).unwrap_err().to_string();
         assert!(error.contains("unknown key `qeueu`"), "{error}");
     }
 

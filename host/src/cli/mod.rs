@@ -1,6 +1,7 @@
-//! The `jobhost` command line: flags are defined here, each subcommand lives in
-//! its own file. Every flag can also come from the environment variable named
-//! in its help; a flag given on the command line wins.
+//! The `jobhost` command line: each subcommand lives in its own file, the
+//! settings of `run` in `settings.rs`. A setting can also come from the
+//! environment variable named in its help or from `jobhost.toml` (`config.rs`):
+//! flags beat the environment, which beats the file.
 
 mod bench;
 pub mod config;
@@ -10,11 +11,15 @@ pub mod generate;
 mod invoke;
 mod plugins;
 mod run;
+pub mod settings;
 mod stats;
 
-use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 
-/// Environment variable names, in one place.
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+/// Environment variable names, each written once.
 pub mod env {
     pub const REDIS_URL: &str = "JOBHOST_REDIS_URL";
     /// Read when neither `--redis` nor `JOBHOST_REDIS_URL` is set.
@@ -58,7 +63,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -85,12 +91,13 @@ pub enum Command {
     Plugins(plugins::PluginsCommand),
 }
 
-/// Where the queue lives.
-#[derive(Debug, Clone, Args)]
+/// Where the queue lives: settings of `run` and of every command that talks to Redis.
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct QueueArgs {
     /// Redis URL [env: JOBHOST_REDIS_URL, then REDIS_URL] [default: redis://127.0.0.1:6379]
     // Global, so `jobhost dlq list --redis URL` works as well as `jobhost dlq --redis URL list`.
     #[arg(long, global = true, value_name = "URL", env = env::REDIS_URL, hide_env = true)]
+    #[serde(serialize_with = "masked")]
     pub redis: Option<String>,
     /// Prefix of every Redis key.
     #[arg(long, global = true, env = env::NAMESPACE, default_value = crate::keys::DEFAULT_NAMESPACE)]
@@ -113,8 +120,35 @@ impl QueueArgs {
     }
 }
 
+/// The password never leaves the process through `--print-config`.
+fn masked<S: serde::Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_str(&crate::broker::redact(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// A usage error, or `--help` / `--version`: clap prints it and picks the exit code.
+    #[error(transparent)]
+    Usage(#[from] clap::Error),
+    /// `jobhost.toml` could not be read, or holds an unknown key.
+    #[error(transparent)]
+    File(#[from] anyhow::Error),
+}
+
+/// Parses the command line `args` (program name first), with the settings of
+/// `jobhost.toml` beneath the flags and the environment.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ArgsError> {
+    let args = config::beneath(args.into_iter().collect())?;
+    Ok(Cli::try_parse_from(args)?)
+}
+
 /// Runs the parsed command. The process exit code is the returned value.
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Invoke(args) => invoke::execute(args),
         Command::Plugins(command) => plugins::execute(command),
@@ -125,7 +159,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 .build()?;
             runtime.block_on(async move {
                 match command {
-                    Command::Run(args) => run::execute(args).await,
+                    Command::Run(args) => run::execute(args, log_format).await,
                     Command::Enqueue(args) => enqueue::execute(args).await,
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,

@@ -39,7 +39,9 @@ use crate::outcome::RetryPolicy;
 use crate::plugins::{CodeCache, DirError, Registry, Runtime};
 use crate::shutdown::Shutdown;
 
-/// Everything `jobhost run` needs to know.
+/// Everything `jobhost run` needs to know. Its values come from the settings
+/// of `run` (`cli/settings.rs`); [`HostConfig::with_defaults`] gives one with
+/// their defaults, for programs that run a host themselves.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub redis_url: String,
