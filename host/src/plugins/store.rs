@@ -1,0 +1,23 @@
+//! The store a job runs in: its state, its memory limiter and its time limit.
+
+use std::time::Duration;
+
+use wasmtime::{Engine, Store};
+
+use super::engine::ticks_for;
+use super::state::JobState;
+
+/// A store for a fresh instance running on `state`, with `timeout` from now.
+pub fn fresh_store(engine: &Engine, state: JobState, timeout: Duration) -> Store<JobState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.set_epoch_deadline(ticks_for(timeout));
+    store
+}
+
+/// Readies a reused instance's store for job `job_id`: it keeps its memory
+/// limit, and gets the job's own deadline.
+pub fn restart_store(store: &mut Store<JobState>, job_id: &str, timeout: Duration) {
+    store.data_mut().start_job(job_id);
+    store.set_epoch_deadline(ticks_for(timeout));
+}
