@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use wasmtime::Trap;
 
+use super::deadline::DeadlineReached;
 use super::state::JobState;
 
 /// Puts the error of a guest call in job `state` under `timeout` in plain words.
@@ -12,11 +13,14 @@ pub fn explain(error: &wasmtime::Error, state: &JobState, timeout: Duration) -> 
     if let Some(limit_bytes) = state.memory_limit_reached() {
         return format!("memory limit of {} MiB reached", limit_bytes >> 20);
     }
+    if error.is::<DeadlineReached>() {
+        return timed_out(timeout);
+    }
     let Some(trap) = error.downcast_ref::<Trap>() else {
         return one_line(error);
     };
     if *trap == Trap::Interrupt {
-        return format!("timed out after {}", humantime::format_duration(timeout));
+        return timed_out(timeout);
     }
     if let Some(panic) = state.panic_message() {
         return format!("trap: {panic}");
@@ -35,6 +39,12 @@ pub fn explain(error: &wasmtime::Error, state: &JobState, timeout: Duration) -> 
     let what = trap.to_string();
     let what = what.strip_prefix("wasm trap: ").unwrap_or(&what);
     format!("trap: {what}{place}")
+}
+
+/// Wasm code interrupted by the epoch and a host call stopped at the
+/// deadline are the same failure to the job.
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {}", humantime::format_duration(timeout))
 }
 
 /// An error and its causes on one line.

@@ -3,12 +3,13 @@
 //!
 //! Loading (`load.rs`, `description.rs`, `cache.rs`, `manifest.rs`) ends in a
 //! [`LoadedPlugin`]; running one job (`run.rs`) builds its store (`store.rs`,
-//! `state.rs`, `limiter.rs`), may reuse an instance (`reuse.rs`) and puts a
+//! `state.rs`, `limiter.rs`, `deadline.rs`), may reuse an instance (`reuse.rs`) and puts a
 //! failure in words (`explain.rs`). Modules import one way only: nothing
 //! here imports this file's re-exports.
 
 mod bindings;
 pub mod cache;
+mod deadline;
 mod description;
 pub mod engine;
 mod explain;

@@ -8,6 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings;
 use super::cache::CodeCache;
+use super::deadline;
 use super::engine::{self, EpochTicker};
 use super::load::{LoadError, LoadedPlugin};
 use super::state::JobState;
@@ -25,6 +26,7 @@ impl Runtime {
         let engine = engine::new_engine(max_concurrent_jobs)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        deadline::add_to_linker(&mut linker)?;
         bindings::Plugin::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Runtime {

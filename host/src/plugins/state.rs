@@ -1,6 +1,8 @@
 //! What one job's store holds: its WASI context, its limits, and what the
 //! guest asked of the host while it ran.
 
+use std::time::{Duration, Instant};
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
@@ -30,6 +32,9 @@ pub struct JobState {
     stderr: GuestOutput,
     table: ResourceTable,
     pub(super) memory: MemoryLimiter,
+    /// When the job's time is up, for host calls that wait (see `deadline.rs`);
+    /// wasm code is stopped by the store's epoch deadline at the same time.
+    deadline: Instant,
     plugin: String,
     job_id: String,
     pub(super) follow_ups: Vec<FollowUp>,
@@ -57,6 +62,7 @@ impl JobState {
             stderr,
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(memory_bytes),
+            deadline: Instant::now(),
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
@@ -97,6 +103,17 @@ impl JobState {
     /// What a panicking Rust guest printed about its panic.
     pub fn panic_message(&self) -> Option<String> {
         self.stderr.panic_message()
+    }
+
+    /// The job's time is up `timeout` from now.
+    pub fn set_deadline(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+
+    /// What a waiting host call needs: until when it may wait, and the
+    /// resources it waits on.
+    pub fn deadline_and_table(&mut self) -> (Instant, &mut ResourceTable) {
+        (self.deadline, &mut self.table)
     }
 
     /// The memory limit, if this job's guest hit it.
