@@ -136,15 +136,7 @@ impl Dispatcher {
                 None,
             );
         };
-        let job = Job {
-            id: envelope.job_id.to_string(),
-            job_type: envelope.job_type.to_string(),
-            payload: envelope.payload.clone(),
-            attempt: envelope.attempt,
-            max_attempts,
-            trace_id: envelope.trace_id.clone(),
-            enqueued_at_ms: produced_at_ms,
-        };
+        let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
         let outcome = match plugin.run(&job, cache) {
             RunOutcome::Success { output, follow_ups } => Outcome::Done { output, follow_ups },
             RunOutcome::Retry(error) => fail(error),

@@ -4,7 +4,7 @@
 //! their reason.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobhost_tests::{
     Host, PluginDir, RedisServer, built_plugins, entries, jobhost, jobhost_with_stdin, keys,
@@ -455,4 +455,78 @@ fn a_reloaded_plugin_never_runs_in_an_instance_of_its_previous_version() {
     host.wait_for_log("plugin reloaded plugin=testbed", WAIT);
     xadd_in_order(&redis, &[("test.count", "d")]);
     assert_eq!(count_of(&host, "d"), 1);
+}
+
+/// The dead-lettered job `id`'s last error, once it is there.
+fn last_error_of(redis: &RedisServer, id: &str) -> String {
+    let mut conn = redis.connection();
+    wait_until(&format!("{id} is dead-lettered"), WAIT, || {
+        dead_by_id(&mut conn).contains_key(id)
+    });
+    dead_by_id(&mut conn)[id]["last_error"].clone()
+}
+
+/// Epoch interruption stops wasm code only; a guest asleep in a WASI host call
+/// (`std::thread::sleep` waits in `wasi:io/poll`) must be stopped at its
+/// deadline too, or it holds its job thread for as long as it likes.
+#[test]
+fn a_guest_asleep_in_a_host_call_is_stopped_at_its_time_limit_and_its_thread_runs_the_next_job() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    plugins.write(
+        "testbed.toml",
+        b"[limits]\ntimeout = \"2s\"\nmax_attempts = 1\n",
+    );
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
+
+    let started = Instant::now();
+    let sleeper = enqueue(&redis, "test.sleep", "60000");
+    let next = enqueue(&redis, "test.sleep", "1");
+    host.wait_for_log(
+        &format!("job_id={next} type=test.sleep plugin=testbed attempt=1 outcome=done"),
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the job behind the sleeper finished {took:?} after the sleeper was enqueued"
+    );
+    let error = last_error_of(&redis, &sleeper);
+    assert!(error.contains("timed out after 2s"), "{error:?}");
+}
+
+/// A reused instance's store serves many jobs; its deadline must be each
+/// job's own, for host calls as for wasm code.
+#[test]
+fn each_job_of_a_reused_instance_gets_its_own_deadline_in_host_calls() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    plugins.write(
+        "testbed.toml",
+        b"[limits]\ntimeout = \"2s\"\nmax_attempts = 1\njobs_per_instance = 100\n",
+    );
+    let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
+
+    // Together longer than one limit, each well within its own: they pass
+    // only if the second job's deadline is not the first's.
+    let first = enqueue(&redis, "test.sleep", "1500");
+    let second = enqueue(&redis, "test.sleep", "1000");
+    for id in [&first, &second] {
+        host.wait_for_log(
+            &format!("job_id={id} type=test.sleep plugin=testbed attempt=1 outcome=done"),
+            WAIT,
+        );
+    }
+    // This one waits in `wasi:io/poll.poll`, the other test's in `pollable.block`.
+    let started = Instant::now();
+    let sleeper = enqueue(&redis, "test.poll", "60000");
+    let next = enqueue(&redis, "test.sleep", "1");
+    host.wait_for_log(
+        &format!("job_id={next} type=test.sleep plugin=testbed attempt=1 outcome=done"),
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let error = last_error_of(&redis, &sleeper);
+    assert!(error.contains("timed out after 2s"), "{error:?}");
 }

@@ -308,15 +308,7 @@ pub fn dispatch_overhead(
     let plugin = Arc::new(plugin);
     let mut cache = InstanceCache::default();
     let envelope = Envelope::new(JobType::parse(job_type)?, PAYLOAD.as_bytes().to_vec());
-    let job = Job {
-        id: envelope.job_id.to_string(),
-        job_type: envelope.job_type.to_string(),
-        enqueued_at_ms: envelope.produced_at_ms(),
-        payload: envelope.payload,
-        attempt: 1,
-        max_attempts: 5,
-        trace_id: None,
-    };
+    let job = Job::from_envelope(&envelope, 5, envelope.produced_at_ms());
     if !matches!(plugin.run(&job, &mut cache), RunOutcome::Success { .. }) {
         anyhow::bail!("the plugin does not succeed on {job_type} jobs");
     }

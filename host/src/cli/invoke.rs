@@ -36,16 +36,10 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
     let runtime = Runtime::new(1, CodeCache::new(None))
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&args.plugin)?;
-    let envelope = Envelope::new(job_type, payload);
-    let job = Job {
-        id: envelope.job_id.to_string(),
-        job_type: envelope.job_type.to_string(),
-        enqueued_at_ms: envelope.produced_at_ms(),
-        payload: envelope.payload,
-        attempt: args.attempt,
-        max_attempts: crate::outcome::RetryPolicy::default().max_attempts,
-        trace_id: None,
-    };
+    let mut envelope = Envelope::new(job_type, payload);
+    envelope.attempt = args.attempt;
+    let max_attempts = crate::outcome::RetryPolicy::default().max_attempts;
+    let job = Job::from_envelope(&envelope, max_attempts, envelope.produced_at_ms());
     if plugin
         .description
         .handles

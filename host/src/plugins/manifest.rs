@@ -19,7 +19,34 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::plugin::Limits;
+/// Resource limits of each job of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    /// Overrides the host's attempt limit (a job's own limit still wins).
+    pub max_attempts: Option<u32>,
+    /// Most jobs of this plugin running at once.
+    pub concurrency: Option<u32>,
+    /// Jobs one instance serves before it is replaced; 1 (the default) is a
+    /// fresh instance per job. Above 1, a job sees what earlier jobs of the
+    /// same thread left in the instance (statics, heap), and the memory limit
+    /// covers the instance over all its jobs.
+    pub jobs_per_instance: u32,
+}
+
+impl Default for Limits {
+    /// 64 MiB of linear memory and 30 s of wall time per job, a fresh instance each.
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            timeout: Duration::from_secs(30),
+            max_attempts: None,
+            concurrency: None,
+            jobs_per_instance: 1,
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

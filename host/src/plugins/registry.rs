@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::metrics::Metrics;
 
-use super::{DirError, LoadedPlugin, PluginSet, Runtime, wasm_files};
+use super::folder::{DirError, wasm_files};
+use super::load::LoadedPlugin;
+use super::plugin_set::PluginSet;
+use super::runtime::Runtime;
 
 /// The plugins of one folder.
 pub struct Registry {

@@ -8,7 +8,7 @@
 //! `load_id`): after a hot reload the next job of the plugin gets an instance of
 //! the new version, never one of the old.
 //!
-//! [`LoadedPlugin`]: super::LoadedPlugin
+//! [`LoadedPlugin`]: super::load::LoadedPlugin
 
 use std::marker::PhantomData;
 

@@ -1,13 +1,15 @@
 //! What one job's store holds: its WASI context, its limits, and what the
 //! guest asked of the host while it ran.
 
-use wasmtime::StoreLimits;
+use std::time::{Duration, Instant};
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::LogLevel;
 use super::bindings::jobhost::plugin::{host, types};
 use super::guest_output::GuestOutput;
+use super::limiter::MemoryLimiter;
 use super::manifest::Grants;
 use crate::envelope::JobType;
 
@@ -29,14 +31,17 @@ pub struct JobState {
     stdout: GuestOutput,
     stderr: GuestOutput,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) memory: MemoryLimiter,
+    /// When the job's time is up, for host calls that wait (see `deadline.rs`);
+    /// wasm code is stopped by the store's epoch deadline at the same time.
+    deadline: Instant,
     plugin: String,
     job_id: String,
     pub(super) follow_ups: Vec<FollowUp>,
 }
 
 impl JobState {
-    pub fn new(plugin: &str, job_id: &str, limits: StoreLimits, grants: &Grants) -> Self {
+    pub fn new(plugin: &str, job_id: &str, memory_bytes: usize, grants: &Grants) -> Self {
         // The default WASI context grants nothing: no files, no network, no
         // environment; clocks and randomness are allowed.
         let stdout = GuestOutput::new(plugin, job_id, "stdout");
@@ -56,7 +61,8 @@ impl JobState {
             stdout,
             stderr,
             table: ResourceTable::new(),
-            limits,
+            memory: MemoryLimiter::new(memory_bytes),
+            deadline: Instant::now(),
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
@@ -66,8 +72,10 @@ impl JobState {
 
 impl JobState {
     /// Makes a reused instance's state that of job `job_id`: its own log tag,
-    /// fresh output budgets, no follow-ups and no panic report of the job before.
+    /// fresh output budgets, no follow-ups, and no panic report or memory
+    /// limit hit of the job before.
     pub fn start_job(&mut self, job_id: &str) {
+        self.memory.reset();
         self.job_id.clear();
         self.job_id.push_str(job_id);
         self.stdout.restart(job_id);
@@ -95,6 +103,22 @@ impl JobState {
     /// What a panicking Rust guest printed about its panic.
     pub fn panic_message(&self) -> Option<String> {
         self.stderr.panic_message()
+    }
+
+    /// The job's time is up `timeout` from now.
+    pub fn set_deadline(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+
+    /// What a waiting host call needs: until when it may wait, and the
+    /// resources it waits on.
+    pub fn deadline_and_table(&mut self) -> (Instant, &mut ResourceTable) {
+        (self.deadline, &mut self.table)
+    }
+
+    /// The memory limit, if this job's guest hit it.
+    pub fn memory_limit_reached(&self) -> Option<usize> {
+        self.memory.reached()
     }
 }
 

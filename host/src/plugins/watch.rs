@@ -8,7 +8,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use super::is_plugin_file;
+use super::folder::is_plugin_file;
 
 /// Events closer together than this are one change (an editor's save, a
 /// build tool's temp-file-and-rename, `cp` writing in chunks).

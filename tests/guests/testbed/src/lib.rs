@@ -16,6 +16,15 @@ fn handle(job: Job) -> Result<Output, Error> {
             std::thread::sleep(Duration::from_millis(ms));
             Ok(format!("slept {ms} ms").into())
         }
+        // Waits `ms` (payload) milliseconds in `poll(2)` on no descriptors:
+        // wasi-libc waits in `wasi:io/poll.poll` on a clock subscription, the
+        // other way (besides `pollable.block`) a guest can sleep.
+        "test.poll" => {
+            let ms: i32 = job.payload_str()?.trim().parse().unwrap_or(1000);
+            // SAFETY: no descriptors are passed, so nothing is read or written.
+            let ready = unsafe { poll(std::ptr::null_mut(), 0, ms) };
+            Ok(format!("poll returned {ready}").into())
+        }
         // Emits a follow-up, then fails retryably until attempt 3: the follow-up
         // must be written once, by the attempt that succeeds.
         "test.chain" => {
@@ -90,6 +99,11 @@ fn handle(job: Job) -> Result<Output, Error> {
             "testbed has no behaviour for {other}"
         ))),
     }
+}
+
+unsafe extern "C" {
+    /// wasi-libc's `poll(2)`; `nfds_t` is `unsigned long`, 32 bits on wasm32.
+    fn poll(fds: *mut std::ffi::c_void, nfds: usize, timeout_ms: i32) -> i32;
 }
 
 #[inline(never)]

@@ -1,0 +1,101 @@
+//! Running one job of a loaded plugin: in a fresh instance, or in the
+//! instance this thread kept from the plugin's previous job (see `reuse.rs`),
+//! and what the run came to.
+
+use super::bindings::{Failure, Job};
+use super::explain::explain;
+use super::load::LoadedPlugin;
+use super::reuse::{InstanceCache, WarmInstance};
+use super::slots::Slots;
+use super::state::{FollowUp, JobState};
+use super::store::{fresh_store, restart_store};
+
+/// Largest output a job may return; more is a fatal error, since the same
+/// handler would produce it again.
+const MAX_OUTPUT: usize = 1 << 20;
+
+/// What one run of a handler came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Success {
+        output: Vec<u8>,
+        follow_ups: Vec<FollowUp>,
+    },
+    /// Worth another attempt: the handler said so, or it trapped, timed out or hit a limit.
+    Retry(String),
+    /// The handler says the job can never succeed.
+    Fatal(String),
+}
+
+impl LoadedPlugin {
+    /// Runs one job in a fresh instance, or, when the plugin opts into reuse,
+    /// in the instance `cache` kept from this thread's previous job of this
+    /// load of the plugin. An instance is kept only after a clean success and
+    /// for at most `jobs_per_instance` jobs: one that trapped, failed, timed
+    /// out or hit a limit is dropped (wasmtime cannot enter it again, and its
+    /// state is suspect).
+    pub fn run(&self, job: &Job, cache: &mut InstanceCache) -> RunOutcome {
+        let _slot = self.running.as_ref().map(Slots::acquire);
+        let timeout = self.limits.timeout;
+        let (mut store, instance, served) = match cache.take(self.load_id) {
+            Some(WarmInstance {
+                mut store,
+                instance,
+                served,
+                ..
+            }) => {
+                restart_store(&mut store, &job.id, timeout);
+                (store, instance, served)
+            }
+            None => {
+                // Host-side state this thread kept from a fresh instance of
+                // this load has the same memory limit and grants.
+                let state = match cache.take_state(self.load_id) {
+                    Some(mut state) => {
+                        state.recycle(&job.id);
+                        state
+                    }
+                    None => {
+                        JobState::new(self.name(), &job.id, self.limits.memory_bytes, &self.grants)
+                    }
+                };
+                let mut store = fresh_store(self.pre.engine(), state, timeout);
+                match self.pre.instantiate(&mut store) {
+                    Ok(instance) => (store, instance, 0),
+                    Err(error) => return RunOutcome::Retry(explain(&error, store.data(), timeout)),
+                }
+            }
+        };
+        let result = instance
+            .jobhost_plugin_handler()
+            .call_handle(&mut store, job);
+        store.data().finish_job();
+        let outcome = match result {
+            Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
+                "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",
+                output.len()
+            )),
+            Ok(Ok(output)) => RunOutcome::Success {
+                output,
+                follow_ups: std::mem::take(&mut store.data_mut().follow_ups),
+            },
+            Ok(Err(Failure::Retry(reason))) => RunOutcome::Retry(reason),
+            Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(reason),
+            Err(error) => RunOutcome::Retry(explain(&error, store.data(), timeout)),
+        };
+        let served = served + 1;
+        if matches!(outcome, RunOutcome::Success { .. }) && served < self.limits.jobs_per_instance {
+            cache.keep(WarmInstance {
+                load_id: self.load_id,
+                store,
+                instance,
+                served,
+            });
+        } else {
+            // The instance goes (its memory is reset when its slot returns to
+            // the pool); the host-side state of its store serves the next one.
+            cache.keep_state(self.load_id, store.into_data());
+        }
+        outcome
+    }
+}
