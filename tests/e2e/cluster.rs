@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::RedisCluster;
-use jobhost_tests::{Host, PluginDir, jobhost, ok_stdout, wait_until};
+use jobhost_tests::{Host, PluginDir, enqueue_and_wait, jobhost, ok_stdout, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 const FAST_RETRY: &[&str] = &["--retry-base", "20ms", "--retry-cap", "100ms"];
@@ -29,18 +29,11 @@ fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
 
     // A job on each queue, each queue on its own master, round trip with --wait.
     for queue in [&default, &other] {
-        let out = jobhost(&[
-            "enqueue",
-            "hello.cluster",
-            r#"{"name":"cluster"}"#,
-            "--queue",
-            queue,
-            "--wait",
-            "--timeout",
-            "30s",
-            "--redis",
+        let out = enqueue_and_wait(
             &url,
-        ]);
+            &["hello.cluster", r#"{"name":"cluster"}"#, "--queue", queue],
+            "30s",
+        );
         assert!(ok_stdout(out).contains("Hello, cluster!"));
     }
     // The second queue's own host ran its job.
@@ -68,16 +61,7 @@ fn jobs_retries_and_dead_letters_work_on_a_three_master_cluster() {
     );
 
     // A fatal error dead-letters the job; the DLQ and stats commands work on a cluster.
-    let out = jobhost(&[
-        "enqueue",
-        "orders.created",
-        "not json",
-        "--wait",
-        "--timeout",
-        "30s",
-        "--redis",
-        &url,
-    ]);
+    let out = enqueue_and_wait(&url, &["orders.created", "not json"], "30s");
     assert!(!out.status.success(), "a fatal job reports its failure");
     let listed = ok_stdout(jobhost(&["dlq", "list", "--redis", &url]));
     assert!(listed.contains("orders.created"), "{listed}");

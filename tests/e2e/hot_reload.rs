@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, built_plugins, entries, jobhost, jobhost_command, keys,
+    Host, PluginDir, RedisServer, built_plugins, enqueue, entries, jobhost_command, keys,
     pending_count, wait_until,
 };
 
@@ -28,13 +28,6 @@ fn job_lines(log: &str, job_type: &str) -> Vec<String> {
         .filter(|l| l.contains("job finished") && l.contains(&needle))
         .map(str::to_owned)
         .collect()
-}
-
-fn enqueue(redis: &RedisServer, job_type: &str) -> String {
-    let url = redis.url();
-    let out = jobhost(&["enqueue", job_type, "x", "--redis", &url]);
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
@@ -126,7 +119,7 @@ fn broken_file_keeps_the_old_version_and_a_copy_in_place_replaces_it() {
         "not a WebAssembly file; the previous version keeps serving",
         WAIT,
     );
-    let id = enqueue(&redis, "greet.during");
+    let id = enqueue(&redis.url(), &["greet.during", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=greet.during plugin=greeter attempt=1 outcome=done"),
         WAIT,
@@ -141,7 +134,7 @@ fn broken_file_keeps_the_old_version_and_a_copy_in_place_replaces_it() {
 
     std::fs::copy(greeter(2), &file).unwrap();
     host.wait_for_log("plugin reloaded plugin=greeter version=2.0.0", WAIT);
-    let id = enqueue(&redis, "greet.after");
+    let id = enqueue(&redis.url(), &["greet.after", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=greet.after plugin=greeter attempt=1 outcome=done"),
         WAIT,
@@ -157,14 +150,14 @@ fn deleted_plugin_stops_handling_its_types() {
     let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
     std::fs::remove_file(plugins.path().join("greeter.wasm")).unwrap();
     host.wait_for_log("plugin removed", WAIT);
-    let id = enqueue(&redis, "greet.orphan");
+    let id = enqueue(&redis.url(), &["greet.orphan", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=greet.orphan plugin=- attempt=1 outcome=dead"),
         WAIT,
     );
     let dead = entries(&mut redis.connection(), keys::DLQ);
     assert!(dead[0].1["last_error"].contains("no handler for type greet.orphan"));
-    let id = enqueue(&redis, "hello.still");
+    let id = enqueue(&redis.url(), &["hello.still", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=hello.still plugin=hello attempt=1 outcome=done"),
         WAIT,
@@ -199,7 +192,7 @@ fn restart_is_served_from_the_compiled_code_cache_and_a_corrupt_entry_is_rebuilt
     }
     let third = start();
     assert!(third.log().contains("cache=rebuilt"), "{}", third.log());
-    let id = enqueue(&redis, "hello.cached");
+    let id = enqueue(&redis.url(), &["hello.cached", "x"]);
     third.wait_for_log(
         &format!("job_id={id} type=hello.cached plugin=hello attempt=1 outcome=done"),
         WAIT,

@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, built_plugins, entries, free_port, jobhost, keys, wait_until,
-    xadd_job,
+    Host, PluginDir, RedisServer, built_plugins, enqueue, entries, free_port, jobhost, keys,
+    wait_until, xadd_job,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,18 +54,6 @@ fn run_cli(args: &[&str], redis: &RedisServer) -> std::process::Output {
     jobhost(&all)
 }
 
-fn enqueue(redis: &RedisServer, args: &[&str]) -> String {
-    let mut all = vec!["enqueue"];
-    all.extend_from_slice(args);
-    let out = run_cli(&all, redis);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn metrics_count_exactly_the_workload() {
     let redis = RedisServer::start();
@@ -78,10 +66,10 @@ fn metrics_count_exactly_the_workload() {
         &["--metrics", &addr, "--retry-base", "20ms"],
     );
     for _ in 0..3 {
-        enqueue(&redis, &["hello.x", "{}"]);
+        enqueue(&redis.url(), &["hello.x", "{}"]);
     }
-    let flaky = enqueue(&redis, &["flaky.job", r#"{"succeed_on_attempt":2}"#]);
-    let bad = enqueue(&redis, &["orders.created", "not json"]);
+    let flaky = enqueue(&redis.url(), &["flaky.job", r#"{"succeed_on_attempt":2}"#]);
+    let bad = enqueue(&redis.url(), &["orders.created", "not json"]);
     host.wait_for_log(
         &format!("job_id={flaky} type=flaky.job plugin=flaky attempt=2 outcome=done"),
         WAIT,
@@ -170,7 +158,7 @@ fn replayed_dead_job_succeeds_once_its_plugin_is_there_and_replays_freeze() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
-    let id = enqueue(&redis, &["greet.me", "x"]);
+    let id = enqueue(&redis.url(), &["greet.me", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=greet.me plugin=- attempt=1 outcome=dead"),
         WAIT,
@@ -238,7 +226,7 @@ fn drain_prints_every_dead_job_then_empties_the_dlq() {
     let plugins = PluginDir::with(&["orders"]);
     let host = Host::start(&redis.url(), plugins.path(), &[]);
     let ids: Vec<String> = (0..3)
-        .map(|_| enqueue(&redis, &["orders.created", "not json"]))
+        .map(|_| enqueue(&redis.url(), &["orders.created", "not json"]))
         .collect();
     for id in &ids {
         host.wait_for_log(
@@ -269,9 +257,9 @@ fn stats_json_matches_what_redis_holds() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["orders", "hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &[]);
-    enqueue(&redis, &["hello.x", "{}"]);
-    let bad = enqueue(&redis, &["orders.created", "not json"]);
-    enqueue(&redis, &["hello.later", "{}", "--delay", "1h"]);
+    enqueue(&redis.url(), &["hello.x", "{}"]);
+    let bad = enqueue(&redis.url(), &["orders.created", "not json"]);
+    enqueue(&redis.url(), &["hello.later", "{}", "--delay", "1h"]);
     host.wait_for_log(
         &format!("job_id={bad} type=orders.created plugin=orders attempt=1 outcome=dead"),
         WAIT,
@@ -366,7 +354,10 @@ fn job_log_lines_carry_the_trace_id_in_text_and_json() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &[]);
-    let id = enqueue(&redis, &["hello.traced", "{}", "--trace-id", "req-42"]);
+    let id = enqueue(
+        &redis.url(),
+        &["hello.traced", "{}", "--trace-id", "req-42"],
+    );
     host.wait_for_log(
         &format!("job_id={id} type=hello.traced plugin=hello attempt=1 outcome=done"),
         WAIT,
@@ -381,7 +372,10 @@ fn job_log_lines_carry_the_trace_id_in_text_and_json() {
     drop(host);
 
     let host = Host::start(&redis.url(), plugins.path(), &["--log-format", "json"]);
-    let id = enqueue(&redis, &["hello.traced", "{}", "--trace-id", "req-43"]);
+    let id = enqueue(
+        &redis.url(),
+        &["hello.traced", "{}", "--trace-id", "req-43"],
+    );
     host.wait_for_log("job finished", WAIT);
     let log = host.log();
     let line = log

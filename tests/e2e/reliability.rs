@@ -6,26 +6,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, entries, jobhost, keys, pending_count, wait_until, xadd_job,
+    Host, PluginDir, RedisServer, enqueue, entries, keys, pending_count, wait_until, xadd_job,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Fast retries, so tests see several attempts in well under a second.
 const FAST_RETRY: &[&str] = &["--retry-base", "20ms", "--retry-cap", "100ms"];
-
-fn enqueue(redis: &RedisServer, args: &[&str]) -> String {
-    let mut all = vec!["enqueue"];
-    all.extend_from_slice(args);
-    let url = redis.url();
-    all.extend_from_slice(&["--redis", &url]);
-    let out = jobhost(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn counters(conn: &mut redis::Connection) -> HashMap<String, u64> {
     redis::cmd("HGETALL")
@@ -46,7 +32,7 @@ fn flaky_job_succeeds_on_its_third_attempt() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["flaky"]);
     let host = Host::start(&redis.url(), plugins.path(), FAST_RETRY);
-    let id = enqueue(&redis, &["flaky.job", r#"{"succeed_on_attempt":3}"#]);
+    let id = enqueue(&redis.url(), &["flaky.job", r#"{"succeed_on_attempt":3}"#]);
 
     host.wait_for_log(
         &format!("job_id={id} type=flaky.job plugin=flaky attempt=3 outcome=done"),
@@ -75,7 +61,7 @@ fn always_failing_job_is_dead_lettered_after_its_attempts_with_enrichment() {
     let plugins = PluginDir::with(&["flaky"]);
     let host = Host::start(&redis.url(), plugins.path(), FAST_RETRY);
     let id = enqueue(
-        &redis,
+        &redis.url(),
         &[
             "flaky.job",
             r#"{"succeed_on_attempt":99}"#,
@@ -113,7 +99,7 @@ fn fatal_error_goes_straight_to_the_dead_letter_stream() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["orders"]);
     let host = Host::start(&redis.url(), plugins.path(), FAST_RETRY);
-    let id = enqueue(&redis, &["orders.created", "not json"]);
+    let id = enqueue(&redis.url(), &["orders.created", "not json"]);
 
     host.wait_for_log(
         &format!("job_id={id} type=orders.created plugin=orders attempt=1 outcome=dead"),
@@ -139,7 +125,7 @@ fn job_without_a_handler_is_retried_then_dead_lettered_naming_its_type() {
         plugins.path(),
         &[FAST_RETRY, &["--max-attempts", "2"]].concat(),
     );
-    let id = enqueue(&redis, &["nobody.handles", "x"]);
+    let id = enqueue(&redis.url(), &["nobody.handles", "x"]);
 
     host.wait_for_log(
         &format!("job_id={id} type=nobody.handles plugin=- attempt=2 outcome=dead"),
@@ -159,7 +145,7 @@ fn delayed_job_does_not_run_early_and_does_run() {
     let plugins = PluginDir::with(&["hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &[]);
     let enqueued = Instant::now();
-    let id = enqueue(&redis, &["hello.later", "x", "--delay", "2s"]);
+    let id = enqueue(&redis.url(), &["hello.later", "x", "--delay", "2s"]);
     let mut conn = redis.connection();
     let waiting: u64 = redis::cmd("ZCARD")
         .arg(keys::DELAYED)
@@ -188,7 +174,7 @@ fn expired_job_is_acknowledged_without_running() {
     let redis = RedisServer::start();
     let expires_in = Duration::from_millis(200);
     let enqueued = Instant::now();
-    let id = enqueue(&redis, &["hello.stale", "x", "--expires-in", "200ms"]);
+    let id = enqueue(&redis.url(), &["hello.stale", "x", "--expires-in", "200ms"]);
     wait_until("the job's expiry passes", WAIT, || {
         enqueued.elapsed() > expires_in
     });
@@ -215,7 +201,7 @@ fn job_of_a_killed_host_is_finished_by_another_and_the_dead_consumer_removed() {
     let plugins = PluginDir::with(&["testbed"]);
     let reclaim = ["--claim-idle", "1s"];
     let mut doomed = Host::start(&redis.url(), plugins.path(), &reclaim);
-    let id = enqueue(&redis, &["test.sleep", "3000"]);
+    let id = enqueue(&redis.url(), &["test.sleep", "3000"]);
     doomed.wait_for_log("sleeping 3000 ms", WAIT);
     doomed.kill();
 
@@ -245,7 +231,7 @@ fn live_host_keeps_its_long_job_from_being_reclaimed() {
     let reclaim = ["--claim-idle", "500ms"];
     let first = Host::start(&redis.url(), plugins.path(), &reclaim);
     let second = Host::start(&redis.url(), plugins.path(), &reclaim);
-    let id = enqueue(&redis, &["test.sleep", "2500"]);
+    let id = enqueue(&redis.url(), &["test.sleep", "2500"]);
     let done = format!("job_id={id} type=test.sleep plugin=testbed attempt=1 outcome=done");
     wait_until("the long job finishes", WAIT, || {
         first.log().contains(&done) || second.log().contains(&done)
@@ -264,7 +250,7 @@ fn sigterm_during_a_long_job_lets_it_finish_before_exit() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["testbed"]);
     let mut host = Host::start(&redis.url(), plugins.path(), &[]);
-    let id = enqueue(&redis, &["test.sleep", "1500"]);
+    let id = enqueue(&redis.url(), &["test.sleep", "1500"]);
     host.wait_for_log("sleeping 1500 ms", WAIT);
     host.sigterm();
     let status = host.wait_exit(WAIT);
@@ -285,7 +271,7 @@ fn host_survives_a_redis_restart_without_being_restarted() {
     let plugins = PluginDir::with(&["hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &[]);
     let before: Vec<String> = (0..10)
-        .map(|i| enqueue(&redis, &["hello.before", &i.to_string()]))
+        .map(|i| enqueue(&redis.url(), &["hello.before", &i.to_string()]))
         .collect();
     for id in &before {
         host.wait_for_log(
@@ -297,7 +283,7 @@ fn host_survives_a_redis_restart_without_being_restarted() {
     host.wait_for_log("Redis unreachable", WAIT);
     redis.restart();
     let after: Vec<String> = (0..10)
-        .map(|i| enqueue(&redis, &["hello.after", &i.to_string()]))
+        .map(|i| enqueue(&redis.url(), &["hello.after", &i.to_string()]))
         .collect();
     for id in &after {
         host.wait_for_log(
@@ -319,7 +305,7 @@ fn follow_ups_are_not_duplicated_across_retries() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["testbed"]);
     let host = Host::start(&redis.url(), plugins.path(), FAST_RETRY);
-    let id = enqueue(&redis, &["test.chain", "x"]);
+    let id = enqueue(&redis.url(), &["test.chain", "x"]);
     host.wait_for_log(
         &format!("job_id={id} type=test.chain plugin=testbed attempt=3 outcome=done"),
         WAIT,

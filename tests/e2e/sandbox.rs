@@ -7,22 +7,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, built_plugins, entries, jobhost, jobhost_with_stdin, keys,
-    wait_until, xadd_job,
+    Host, PluginDir, RedisServer, built_plugins, enqueue, entries, jobhost, jobhost_with_stdin,
+    keys, wait_until, xadd_job,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn enqueue(redis: &RedisServer, job_type: &str, payload: &str) -> String {
-    let url = redis.url();
-    let out = jobhost(&["enqueue", job_type, payload, "--redis", &url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// DLQ entries by job id (or by entry id for entries without one).
 fn dead_by_id(conn: &mut redis::Connection) -> HashMap<String, HashMap<String, String>> {
@@ -78,10 +67,10 @@ fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing
     let mut bad_ids = Vec::new();
     let mut good_ids = Vec::new();
     for (job_type, _) in bad {
-        bad_ids.push(enqueue(&redis, job_type, "x"));
-        good_ids.push(enqueue(&redis, "hello.neighbour", "{}"));
+        bad_ids.push(enqueue(&redis.url(), &[job_type, "x"]));
+        good_ids.push(enqueue(&redis.url(), &["hello.neighbour", "{}"]));
     }
-    let slow = enqueue(&redis, "test.sleep", "300");
+    let slow = enqueue(&redis.url(), &["test.sleep", "300"]);
 
     for id in &good_ids {
         host.wait_for_log(
@@ -110,7 +99,7 @@ fn misbehaving_jobs_get_plain_words_outcomes_while_everything_else_keeps_flowing
     // The host survived all of it, within bounded memory.
     let rss = rss_kib(host.pid());
     assert!(rss > 0 && rss < 256 * 1024, "host RSS {rss} KiB");
-    let id = enqueue(&redis, "hello.after", "{}");
+    let id = enqueue(&redis.url(), &["hello.after", "{}"]);
     host.wait_for_log(
         &format!("job_id={id} type=hello.after plugin=hello attempt=1 outcome=done"),
         WAIT,
@@ -124,8 +113,8 @@ fn a_log_flood_is_truncated_and_the_job_and_its_neighbours_finish() {
     let redis = RedisServer::start();
     let plugins = PluginDir::with(&["testbed", "hello"]);
     let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "2"]);
-    let flood = enqueue(&redis, "test.log-flood", "x");
-    let neighbour = enqueue(&redis, "hello.neighbour", "{}");
+    let flood = enqueue(&redis.url(), &["test.log-flood", "x"]);
+    let neighbour = enqueue(&redis.url(), &["hello.neighbour", "{}"]);
     host.wait_for_log(
         &format!("job_id={neighbour} type=hello.neighbour plugin=hello attempt=1 outcome=done"),
         WAIT,
@@ -168,8 +157,8 @@ fn nothing_is_granted_unless_the_manifest_grants_it() {
     std::fs::write(data.path().join("note.txt"), "from the host").unwrap();
     let plugins = PluginDir::with(&["testbed"]);
     let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
-    let env = enqueue(&redis, "test.env", "HOME");
-    let read = enqueue(&redis, "test.read", "/data/note.txt");
+    let env = enqueue(&redis.url(), &["test.env", "HOME"]);
+    let read = enqueue(&redis.url(), &["test.read", "/data/note.txt"]);
     host.wait_for_log(
         &format!("job_id={env} type=test.env plugin=testbed attempt=1 outcome=dead"),
         WAIT,
@@ -189,8 +178,8 @@ fn nothing_is_granted_unless_the_manifest_grants_it() {
         .as_bytes(),
     );
     let host = Host::start(&redis.url(), plugins.path(), &["--max-attempts", "1"]);
-    let env = enqueue(&redis, "test.env", "HOME");
-    let read = enqueue(&redis, "test.read", "/data/note.txt");
+    let env = enqueue(&redis.url(), &["test.env", "HOME"]);
+    let read = enqueue(&redis.url(), &["test.read", "/data/note.txt"]);
     host.wait_for_log(
         &format!("job_id={env} type=test.env plugin=testbed attempt=1 outcome=done"),
         WAIT,
@@ -332,8 +321,8 @@ fn hostile_files_are_refused_one_line_each_while_the_others_load() {
         assert_eq!(lines.len(), 1, "{file}: {reason}\n{log}");
     }
     assert_eq!(errors.len(), expect.len(), "{log}");
-    let hello = enqueue(&redis, "hello.x", "{}");
-    let orders = enqueue(&redis, "orders.created", r#"{"id":1}"#);
+    let hello = enqueue(&redis.url(), &["hello.x", "{}"]);
+    let orders = enqueue(&redis.url(), &["orders.created", r#"{"id":1}"#]);
     host.wait_for_log(
         &format!("job_id={hello} type=hello.x plugin=hello attempt=1 outcome=done"),
         WAIT,
@@ -480,8 +469,8 @@ fn a_guest_asleep_in_a_host_call_is_stopped_at_its_time_limit_and_its_thread_run
     let host = Host::start(&redis.url(), plugins.path(), &["--concurrency", "1"]);
 
     let started = Instant::now();
-    let sleeper = enqueue(&redis, "test.sleep", "60000");
-    let next = enqueue(&redis, "test.sleep", "1");
+    let sleeper = enqueue(&redis.url(), &["test.sleep", "60000"]);
+    let next = enqueue(&redis.url(), &["test.sleep", "1"]);
     host.wait_for_log(
         &format!("job_id={next} type=test.sleep plugin=testbed attempt=1 outcome=done"),
         Duration::from_secs(30),
@@ -509,8 +498,8 @@ fn each_job_of_a_reused_instance_gets_its_own_deadline_in_host_calls() {
 
     // Together longer than one limit, each well within its own: they pass
     // only if the second job's deadline is not the first's.
-    let first = enqueue(&redis, "test.sleep", "1500");
-    let second = enqueue(&redis, "test.sleep", "1000");
+    let first = enqueue(&redis.url(), &["test.sleep", "1500"]);
+    let second = enqueue(&redis.url(), &["test.sleep", "1000"]);
     for id in [&first, &second] {
         host.wait_for_log(
             &format!("job_id={id} type=test.sleep plugin=testbed attempt=1 outcome=done"),
@@ -519,8 +508,8 @@ fn each_job_of_a_reused_instance_gets_its_own_deadline_in_host_calls() {
     }
     // This one waits in `wasi:io/poll.poll`, the other test's in `pollable.block`.
     let started = Instant::now();
-    let sleeper = enqueue(&redis, "test.poll", "60000");
-    let next = enqueue(&redis, "test.sleep", "1");
+    let sleeper = enqueue(&redis.url(), &["test.poll", "60000"]);
+    let next = enqueue(&redis.url(), &["test.sleep", "1"]);
     host.wait_for_log(
         &format!("job_id={next} type=test.sleep plugin=testbed attempt=1 outcome=done"),
         Duration::from_secs(30),

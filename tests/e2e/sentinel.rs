@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::SentinelSetup;
-use jobhost_tests::{Host, PluginDir, done_count, jobhost, keys, wait_until, xadd_jobs};
+use jobhost_tests::{
+    Host, PluginDir, done_count, enqueue_and_wait, jobhost, keys, wait_until, xadd_jobs,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -51,16 +53,7 @@ fn host_follows_the_master_through_a_forced_failover() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = jobhost(&[
-        "enqueue",
-        "test.sleep",
-        "1",
-        "--wait",
-        "--timeout",
-        "60s",
-        "--redis",
-        &url,
-    ]);
+    let out = enqueue_and_wait(&url, &["test.sleep", "1"], "60s");
     assert!(
         out.status.success(),
         "{}\nhost log:\n{}",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use jobhost_tests::topologies::{Certificates, RedisCluster, TlsRedis};
-use jobhost_tests::{Host, PluginDir, jobhost, ok_stdout, one_line_error};
+use jobhost_tests::{Host, PluginDir, enqueue_and_wait, jobhost, ok_stdout, one_line_error};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -35,16 +35,7 @@ fn jobs_flow_over_tls_with_a_private_ca_a_client_certificate_and_an_acl_user() {
     );
     let plugins = PluginDir::with(&["hello"]);
     let host = Host::start(&url, plugins.path(), &[]);
-    let out = jobhost(&[
-        "enqueue",
-        "hello.tls",
-        r#"{"name":"tls"}"#,
-        "--wait",
-        "--timeout",
-        "30s",
-        "--redis",
-        &url,
-    ]);
+    let out = enqueue_and_wait(&url, &["hello.tls", r#"{"name":"tls"}"#], "30s");
     assert_eq!(ok_stdout(out).trim(), "Hello, tls!");
     host.wait_for_log("type=hello.tls plugin=hello attempt=1 outcome=done", WAIT);
     let clients: String = redis::cmd("CLIENT")
@@ -99,18 +90,11 @@ fn jobs_flow_on_a_tls_cluster_to_queues_on_two_masters() {
     let other = cluster.queue_on_another_master("default");
     for queue in ["default", other.as_str()] {
         let _host = Host::start(&url, plugins.path(), &["--queue", queue]);
-        let out = jobhost(&[
-            "enqueue",
-            "hello.tls",
-            r#"{"name":"tls cluster"}"#,
-            "--queue",
-            queue,
-            "--wait",
-            "--timeout",
-            "30s",
-            "--redis",
+        let out = enqueue_and_wait(
             &url,
-        ]);
+            &["hello.tls", r#"{"name":"tls cluster"}"#, "--queue", queue],
+            "30s",
+        );
         assert_eq!(ok_stdout(out).trim(), "Hello, tls cluster!");
     }
 }

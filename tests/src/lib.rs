@@ -4,12 +4,14 @@
 //! Tests wait on conditions with deadlines ([`wait_until`]), never on sleeps.
 
 mod binaries;
+mod cli;
 mod host;
 mod redis_server;
 pub mod topologies;
 mod wait;
 
 pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
+pub use cli::{enqueue, enqueue_and_wait};
 pub use host::{
     Host, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,
     one_line_error,
