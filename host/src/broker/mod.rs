@@ -18,7 +18,7 @@ pub use admin::{Admin, ConsumerStats, DeadJob, QueueStats, Replay};
 pub use connection::Connection;
 pub use entries::{Delivery, Malformed};
 pub use produce::{JobResult, Producer};
-pub use record::Record;
+pub use record::{Record, Recorded, Unwritten};
 pub use target::Target;
 
 use crate::keys::QueueKeys;
@@ -165,15 +165,17 @@ impl Broker {
         Ok(entries::parse_read_reply(reply))
     }
 
-    /// Records outcomes, all in one atomic step.
+    /// Records outcomes, all in one atomic step, and says which it could not
+    /// write (those entries stay pending) and which optional writes it skipped.
     /// Safe to call again with the same records after an error: an outcome
-    /// already recorded is not written twice.
-    pub async fn record(&mut self, records: &[Record<'_>]) -> Result<(), BrokerError> {
+    /// already recorded is not written twice, and a script error comes before
+    /// anything was written.
+    pub async fn record(&mut self, records: &[Record<'_>]) -> Result<Recorded, BrokerError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Recorded::default());
         }
         let command = record::batch_command(records, &self.keys, self.record_outcomes.get_hash());
-        let result: Result<u64, RedisError> = command.query_async(&mut self.writer).await;
+        let result: Result<Recorded, RedisError> = command.query_async(&mut self.writer).await;
         match result {
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 self.record_outcomes
@@ -182,12 +184,11 @@ impl Broker {
                     .await
                     .map_err(|e| self.command_error(e))?;
                 command
-                    .query_async::<u64>(&mut self.writer)
+                    .query_async::<Recorded>(&mut self.writer)
                     .await
-                    .map(drop)
                     .map_err(|e| self.command_error(e))
             }
-            other => other.map(drop).map_err(|e| self.command_error(e)),
+            other => other.map_err(|e| self.command_error(e)),
         }
     }
 

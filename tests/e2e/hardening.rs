@@ -1,0 +1,246 @@
+//! Hardening (issue #14): no outcome is acknowledged and then lost when one
+//! of its writes is impossible; text from producers and guests reaches the
+//! host log escaped; the quick start's set-up works on a fresh machine.
+
+use std::time::Duration;
+
+use jobhost_tests::{
+    Host, PluginDir, RedisServer, done_count, entries, keys, pending_count, wait_until, xadd_jobs,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Fast retries, and held entries reclaimed within about a second; a held
+/// entry is delivered again on each reclaim, so the poison limit stays out of the way.
+const HOST_ARGS: &[&str] = &[
+    "--retry-base",
+    "20ms",
+    "--retry-cap",
+    "100ms",
+    "--claim-idle",
+    "1s",
+    "--max-deliveries",
+    "1000",
+];
+/// Jobs queued before and after the one whose outcome cannot be written, so
+/// they are read, run and recorded in the same batches as it.
+const NEIGHBOURS: usize = 40;
+
+/// Writes one entry with raw XADD, the way any producer could; returns its id.
+fn xadd(conn: &mut redis::Connection, fields: &[(&str, &str)]) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(keys::STREAM).arg("*");
+    for (name, value) in [("v", "1"), ("produced_at", "2026-11-24T10:00:00Z")]
+        .iter()
+        .chain(fields)
+    {
+        cmd.arg(*name).arg(*value);
+    }
+    cmd.query(conn).expect("XADD")
+}
+
+fn is_pending(conn: &mut redis::Connection, entry_id: &str) -> bool {
+    let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(keys::STREAM)
+        .arg(keys::GROUP)
+        .arg(entry_id)
+        .arg(entry_id)
+        .arg(1)
+        .query(conn)
+        .expect("XPENDING");
+    !pending.is_empty()
+}
+
+fn counter(conn: &mut redis::Connection, outcome: &str) -> u64 {
+    redis::cmd("HGET")
+        .arg(keys::COUNTERS)
+        .arg(outcome)
+        .query::<Option<u64>>(conn)
+        .expect("HGET")
+        .unwrap_or(0)
+}
+
+fn set(conn: &mut redis::Connection, key: &str, value: &str) {
+    let _: () = redis::cmd("SET").arg(key).arg(value).query(conn).unwrap();
+}
+
+fn del(conn: &mut redis::Connection, key: &str) {
+    let _: () = redis::cmd("DEL").arg(key).query(conn).unwrap();
+}
+
+fn hello_jobs(conn: &mut redis::Connection, from: usize) {
+    xadd_jobs(
+        conn,
+        "hello.batch",
+        (from..from + NEIGHBOURS).map(|i| format!("{{\"name\":\"n{i}\"}}")),
+    );
+}
+
+/// Queues neighbours, the entry `fields` describes, more neighbours; starts
+/// a host; waits until the neighbours are done and the entry is reported
+/// held. Returns the host, its plugins folder and the held entry's id.
+fn held_among_neighbours(
+    redis: &RedisServer,
+    plugins: &[&str],
+    fields: &[(&str, &str)],
+    held_log: &str,
+) -> (Host, PluginDir, String) {
+    let mut conn = redis.connection();
+    hello_jobs(&mut conn, 0);
+    let held = xadd(&mut conn, fields);
+    hello_jobs(&mut conn, NEIGHBOURS);
+    let dir = PluginDir::with(plugins);
+    let host = Host::start(&redis.url(), dir.path(), HOST_ARGS);
+    host.wait_for_log(held_log, WAIT);
+    wait_until("every neighbour is recorded done", WAIT, || {
+        done_count(&mut conn) == 2 * NEIGHBOURS as u64
+    });
+    assert!(is_pending(&mut conn, &held), "{}", host.tail());
+    assert_eq!(
+        pending_count(&mut conn),
+        1,
+        "only the held entry is pending"
+    );
+    let left: Vec<String> = entries(&mut conn, keys::STREAM)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![held.clone()],
+        "the held entry stays in the stream"
+    );
+    let line = host
+        .log()
+        .lines()
+        .find(|line| line.contains(held_log))
+        .map(str::to_owned)
+        .unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("rename or delete that key"), "{line}");
+    (host, dir, held)
+}
+
+#[test]
+fn reply_key_of_another_type_is_skipped_and_the_fatal_job_still_dead_lettered() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let reply = "jobhost:{default}:reply:x";
+    set(&mut conn, reply, "x");
+    let plugins = PluginDir::with(&["orders"]);
+    let host = Host::start(&redis.url(), plugins.path(), HOST_ARGS);
+    let id = xadd(
+        &mut conn,
+        &[
+            ("type", "orders.created"),
+            ("payload", "not json"),
+            ("max_attempts", "1"),
+            ("reply_to", reply),
+        ],
+    );
+
+    wait_until("the job is dead-lettered", WAIT, || {
+        entries(&mut conn, keys::DLQ).len() == 1
+    });
+    host.wait_for_log(
+        &format!("reply to the waiting producer skipped: key {reply} holds a string, not a stream"),
+        WAIT,
+    );
+    let dead = entries(&mut conn, keys::DLQ);
+    assert_eq!(dead[0].1["original_id"], id);
+    assert_eq!(pending_count(&mut conn), 0);
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+    assert_eq!(counter(&mut conn, "dead"), 1);
+    let value: String = redis::cmd("GET").arg(reply).query(&mut conn).unwrap();
+    assert_eq!(value, "x", "the key that is not a stream is left alone");
+}
+
+#[test]
+fn retry_whose_delayed_set_has_another_type_stays_pending_until_the_key_is_fixed() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set(&mut conn, keys::DELAYED, "not a sorted set");
+    let (host, _plugins, held) = held_among_neighbours(
+        &redis,
+        &["hello", "flaky"],
+        &[
+            ("type", "flaky.job"),
+            ("payload", r#"{"succeed_on_attempt":2}"#),
+        ],
+        "outcome not recorded: key jobhost:{default}:delayed holds a string, not a sorted set",
+    );
+    assert_eq!(counter(&mut conn, "retry"), 0);
+
+    del(&mut conn, keys::DELAYED);
+    wait_until("the held job is reclaimed, retried and done", WAIT, || {
+        done_count(&mut conn) == 2 * NEIGHBOURS as u64 + 1
+    });
+    assert!(!is_pending(&mut conn, &held));
+    assert_eq!(counter(&mut conn, "retry"), 1, "{}", host.tail());
+    assert_eq!(pending_count(&mut conn), 0);
+    assert!(entries(&mut conn, keys::DLQ).is_empty());
+}
+
+#[test]
+fn dead_letter_whose_dlq_has_another_type_stays_pending_until_the_key_is_fixed() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set(&mut conn, keys::DLQ, "not a stream");
+    let (host, _plugins, held) = held_among_neighbours(
+        &redis,
+        &["hello", "orders"],
+        &[("type", "orders.created"), ("payload", "not json")],
+        "outcome not recorded: key jobhost:{default}:dlq holds a string, not a stream",
+    );
+    assert_eq!(counter(&mut conn, "dead"), 0);
+
+    del(&mut conn, keys::DLQ);
+    wait_until("the held job is reclaimed and dead-lettered", WAIT, || {
+        entries(&mut conn, keys::DLQ).len() == 1
+    });
+    let dead = entries(&mut conn, keys::DLQ);
+    assert_eq!(dead[0].1["original_id"], held, "{}", host.tail());
+    assert_eq!(counter(&mut conn, "dead"), 1);
+    assert_eq!(pending_count(&mut conn), 0);
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+}
+
+#[test]
+fn dead_letter_stream_out_of_entry_ids_holds_the_outcome_instead_of_losing_it() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let max_id = "18446744073709551615-18446744073709551615";
+    let _: String = redis::cmd("XADD")
+        .arg(keys::DLQ)
+        .arg(max_id)
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let (_host, _plugins, held) = held_among_neighbours(
+        &redis,
+        &["hello", "orders"],
+        &[("type", "orders.created"), ("payload", "not json")],
+        "outcome not recorded: key jobhost:{default}:dlq is a stream that has used up its entry ids",
+    );
+    assert_eq!(counter(&mut conn, "dead"), 0);
+    assert!(is_pending(&mut conn, &held));
+}
+
+#[test]
+fn counters_of_another_type_are_skipped_and_the_jobs_still_recorded() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    set(&mut conn, keys::COUNTERS, "not a hash");
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), HOST_ARGS);
+    hello_jobs(&mut conn, 0);
+
+    host.wait_for_log_count("outcome=done", NEIGHBOURS, WAIT);
+    host.wait_for_log(
+        "outcome counters not updated: key jobhost:{default}:counters holds a string, not a hash",
+        WAIT,
+    );
+    wait_until("every job is acknowledged and deleted", WAIT, || {
+        pending_count(&mut conn) == 0 && entries(&mut conn, keys::STREAM).is_empty()
+    });
+}
