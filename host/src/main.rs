@@ -1,9 +1,7 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobhost::cli::{Cli, Command, LogFormat, config, execute};
-use tracing_subscriber::EnvFilter;
+use jobhost::cli::{Cli, Command, config, execute};
 
 fn main() -> ExitCode {
     if let Err(error) = apply_config_file() {
@@ -16,7 +14,7 @@ fn main() -> ExitCode {
         Command::Bench(_) => "warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_level);
+    jobhost::logging::init(cli.log_format, default_level);
     match execute(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -45,18 +43,4 @@ fn apply_config_file() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    // The redis client logs every failed connection attempt; jobhost reports
-    // outages itself, once each, so only its errors pass by default.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},redis=error")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
 }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use jobhost_tests::{
-    Host, PluginDir, RedisServer, done_count, entries, keys, pending_count, wait_until, xadd_jobs,
+    Host, PluginDir, RedisServer, done_count, entries, jobhost, keys, one_line_error,
+    pending_count, wait_until, xadd_jobs,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -243,4 +244,141 @@ fn counters_of_another_type_are_skipped_and_the_jobs_still_recorded() {
     wait_until("every job is acknowledged and deleted", WAIT, || {
         pending_count(&mut conn) == 0 && entries(&mut conn, keys::STREAM).is_empty()
     });
+}
+
+/// Nothing in `log` a terminal would act on: no control character but the
+/// line ends, no invisible text; and no line starts as a forged one would.
+fn assert_log_is_inert(log: &str) {
+    for (number, line) in log.lines().enumerate() {
+        assert!(
+            !line.contains(jobhost::logging::is_unsafe_in_log),
+            "line {number} holds a control character: {line:?}"
+        );
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "forged line {number}: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn job_type_with_an_escape_sequence_is_dead_lettered_as_malformed_and_logged_escaped() {
+    for format in ["text", "json"] {
+        let redis = RedisServer::start();
+        let mut conn = redis.connection();
+        let plugins = PluginDir::with(&["hello"]);
+        let mut args = HOST_ARGS.to_vec();
+        args.extend(["--log-format", format]);
+        let host = Host::start(&redis.url(), plugins.path(), &args);
+        xadd(
+            &mut conn,
+            &[
+                ("type", "hello.\u{1b}[2J\u{1b}[31mred"),
+                ("payload", "x"),
+                ("trace_id", "t\r\n2026-01-01T00:00:00.000000Z ERROR FORGED"),
+            ],
+        );
+        xadd(
+            &mut conn,
+            &[
+                ("type", "hello.traced"),
+                ("payload", "x"),
+                (
+                    "trace_id",
+                    "t\r\n2026-01-01T00:00:00.000000Z ERROR FORGED\u{1b}[0m",
+                ),
+            ],
+        );
+
+        wait_until("the bad type is dead-lettered", WAIT, || {
+            entries(&mut conn, keys::DLQ).len() == 1
+        });
+        let dead = &entries(&mut conn, keys::DLQ)[0].1;
+        assert!(
+            dead["last_error"].contains("is not a job type (printable characters, no whitespace)"),
+            "{dead:?}"
+        );
+        host.wait_for_log_count("job dead-lettered", 1, WAIT);
+        host.wait_for_log_count("job finished", 1, WAIT);
+        let log = host.log();
+        assert_log_is_inert(&log);
+        assert!(log.contains("FORGED"), "{log}");
+        if format == "json" {
+            for line in log.lines() {
+                let value: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+                if value.to_string().contains("hello.traced") {
+                    let trace = value["fields"]["trace_id"].as_str().unwrap();
+                    assert!(
+                        trace.ends_with("FORGED\u{1b}[0m"),
+                        "kept as written: {trace:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn guest_log_messages_output_and_errors_reach_the_log_escaped() {
+    for format in ["text", "json"] {
+        let redis = RedisServer::start();
+        let mut conn = redis.connection();
+        let plugins = PluginDir::with(&["testbed"]);
+        let host = Host::start(&redis.url(), plugins.path(), &["--log-format", format]);
+        let id = xadd(&mut conn, &[("type", "test.log-escape"), ("payload", "x")]);
+
+        host.wait_for_log("job dead-lettered", WAIT);
+        host.wait_for_log("guest stdout", WAIT);
+        let log = host.log();
+        assert_log_is_inert(&log);
+        let tagged = |text: &str| {
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains(text)).collect();
+            assert_eq!(lines.len(), 1, "{text:?} in one line: {log}");
+            assert!(lines[0].contains(&id), "tagged with the job: {}", lines[0]);
+        };
+        tagged("guest message");
+        tagged("guest fields");
+        tagged("guest stdout");
+        tagged("guest error");
+        // Every FORGED sits inside a line of the job it came from.
+        for line in log.lines().filter(|l| l.contains("FORGED")) {
+            assert!(line.contains(&id), "{line}");
+        }
+        if format == "json" {
+            let message = log
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+                .find_map(|v| {
+                    let text = v["fields"]["message"].as_str()?.to_owned();
+                    text.starts_with("guest message").then_some(text)
+                })
+                .unwrap();
+            assert!(
+                message.contains('\n') && message.contains("\u{1b}[31m"),
+                "kept as written: {message:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn enqueue_refuses_a_job_type_with_control_characters_in_one_line() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for bad in ["orders.\u{1b}[31mcreated", "orders\ncreated", "x\u{7f}"] {
+        let out = jobhost(&["enqueue", bad, "{}", "--redis", &url]);
+        let error = one_line_error(&out);
+        assert!(error.contains("is not a job type"), "{error}");
+        assert!(
+            !error
+                .trim_end()
+                .contains(jobhost::logging::is_unsafe_in_log),
+            "{error:?}"
+        );
+    }
+    let long = "t".repeat(257);
+    let error = one_line_error(&jobhost(&["enqueue", &long, "{}", "--redis", &url]));
+    assert!(error.contains("too long (at most 256)"), "{error}");
+    assert!(entries(&mut redis.connection(), keys::STREAM).is_empty());
 }
