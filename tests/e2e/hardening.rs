@@ -382,3 +382,182 @@ fn enqueue_refuses_a_job_type_with_control_characters_in_one_line() {
     assert!(error.contains("too long (at most 256)"), "{error}");
     assert!(entries(&mut redis.connection(), keys::STREAM).is_empty());
 }
+
+/// Stand-ins for a fresh machine's tools, first on PATH, for running the
+/// set-up scripts without changing this machine: each records how it was
+/// called. A missing tool is one that fails to run, until the fake apt-get
+/// "installs" it.
+struct FreshMachine {
+    dir: tempfile::TempDir,
+}
+
+impl FreshMachine {
+    /// rustup without the guest target, no Redis, no openssl, no
+    /// cargo-nextest; `uid` is what `id -u` says.
+    fn new(uid: u32) -> Self {
+        let machine = FreshMachine {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        machine.tool(
+            "rustup",
+            r#"case "$*" in
+  "target list"*) echo x86_64-unknown-linux-gnu ;;
+  "component list"*) echo rustfmt-x86_64-unknown-linux-gnu ;;
+esac"#,
+        );
+        for tool in ["redis-server", "redis-cli", "openssl"] {
+            machine.tool(tool, r#"[ -f "$FAKE/installed" ] || exit 127"#);
+        }
+        machine.tool(
+            "apt-get",
+            r#"[ "$1" = install ] && touch "$FAKE/installed"; exit 0"#,
+        );
+        machine.tool("cargo", r#"[ "$1" = nextest ] && exit 1; exit 0"#);
+        machine.tool("id", &format!("echo {uid}"));
+        machine
+    }
+
+    fn tool(&self, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        let script = format!("#!/bin/sh\necho \"{name} $*\" >> \"$FAKE/calls\"\n{body}\n");
+        std::fs::write(&path, script).expect("write a stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Runs `script ARGS` of the repository with the stand-ins first on PATH.
+    fn run(&self, script: &str, args: &[&str]) -> std::process::Output {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        std::process::Command::new("bash")
+            .arg(jobhost_tests::workspace_root().join(script))
+            .args(args)
+            .env("PATH", path)
+            .env("FAKE", self.dir.path())
+            .env_remove("REDIS_URL")
+            .output()
+            .expect("run the script")
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn setup_for_the_demo_adds_the_guest_target_and_installs_redis_as_root() {
+    let machine = FreshMachine::new(0);
+    let out = machine.run("scripts/setup", &["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = machine.calls();
+    let toolchain =
+        std::fs::read_to_string(jobhost_tests::workspace_root().join("rust-toolchain.toml"))
+            .unwrap();
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    assert!(
+        calls.contains(&format!(
+            "rustup target add --toolchain {channel} wasm32-wasip2\n"
+        )),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("apt-get install -y -qq redis-server redis-tools\n"),
+        "{calls}"
+    );
+    assert!(
+        !calls.contains("openssl"),
+        "the demo needs no openssl: {calls}"
+    );
+    assert!(
+        !calls.contains("cargo install"),
+        "nor the test runner: {calls}"
+    );
+}
+
+#[test]
+fn setup_for_the_tests_also_installs_openssl_clippy_and_the_test_runner() {
+    let machine = FreshMachine::new(0);
+    let out = machine.run("scripts/setup", &["test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = machine.calls();
+    for call in [
+        "rustup component add --toolchain",
+        "apt-get install -y -qq redis-server redis-tools openssl\n",
+        "cargo install cargo-nextest --locked\n",
+    ] {
+        assert!(calls.contains(call), "{call:?} not in {calls}");
+    }
+    assert!(
+        calls.contains(" clippy\n") && !calls.contains(" rustfmt\n"),
+        "{calls}"
+    );
+}
+
+#[test]
+fn without_root_setup_says_in_one_line_what_to_install() {
+    let machine = FreshMachine::new(1000);
+    let out = machine.run("scripts/setup", &["test"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "setup: missing redis-server redis-cli openssl; install them \
+             (Debian/Ubuntu: sudo apt-get install redis-server redis-tools openssl;"
+        ),
+        "{stderr}"
+    );
+    assert!(!machine.calls().contains("apt-get install"));
+}
+
+#[test]
+fn without_rustup_a_missing_guest_target_is_named_in_one_line() {
+    let machine = FreshMachine::new(1000);
+    machine.tool("rustup", "exit 127");
+    let sysroot = machine.dir.path().join("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu")).unwrap();
+    machine.tool("rustc", &format!("echo {}", sysroot.display()));
+    let out = machine.run("scripts/setup", &["demo"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the Rust target wasm32-wasip2 is missing")
+            && stderr.contains("rustup target add wasm32-wasip2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_readme_commands_and_ci_run_the_setup_before_anything_else() {
+    for script in ["scripts/demo", "scripts/test", ".ci/run"] {
+        let machine = FreshMachine::new(1000);
+        let out = machine.run(script, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{script}");
+        assert!(
+            stderr.starts_with("setup: missing redis-server"),
+            "{script}: {stderr}"
+        );
+        let calls = machine.calls();
+        assert!(
+            calls.contains("rustup target add") && !calls.contains("cargo build"),
+            "{script} set up first: {calls}"
+        );
+    }
+}
