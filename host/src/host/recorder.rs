@@ -82,7 +82,7 @@ async fn record(broker: &mut Broker, records: &[Record<'_>], health: &mut Health
                     && matches!(&error, BrokerError::Command { error, .. } if error.code().is_some())
                 {
                     refused = true;
-                    tracing::error!(%error, "Redis refused the outcomes (nothing of them was written); retrying with backoff");
+                    tracing::error!(%error, "Redis refused to record the outcomes (nothing was written); retrying with backoff");
                 }
                 tokio::time::sleep(health.failed(&error)).await;
             }
