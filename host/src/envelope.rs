@@ -51,17 +51,33 @@ impl fmt::Display for JobId {
     }
 }
 
-/// A job's message type, e.g. `orders.created`: never empty, no whitespace.
+/// A job's message type, e.g. `orders.created`: 1 to [`JobType::MAX_LEN`]
+/// bytes of printable characters, no whitespace. It comes from producers and
+/// guests and lands in log lines, metric labels and routing, so nothing in it
+/// may start a new line, move a terminal's cursor or hide other text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobType(String);
 
 impl JobType {
+    /// Longest job type, in bytes.
+    pub const MAX_LEN: usize = 256;
+
     pub fn parse(value: &str) -> Result<Self, EnvelopeError> {
-        if value.is_empty() || value.chars().any(char::is_whitespace) {
-            return Err(EnvelopeError::Invalid {
-                field: field::TYPE,
-                reason: format!("{value:?} is not a job type (non-empty, no whitespace)"),
-            });
+        let invalid = |reason: String| EnvelopeError::Invalid {
+            field: field::TYPE,
+            reason,
+        };
+        if value.len() > Self::MAX_LEN {
+            return Err(invalid(format!(
+                "a job type of {} bytes is too long (at most {})",
+                value.len(),
+                Self::MAX_LEN
+            )));
+        }
+        if value.is_empty() || value.chars().any(|c| !is_printable(c)) {
+            return Err(invalid(format!(
+                "{value:?} is not a job type (printable characters, no whitespace)"
+            )));
         }
         Ok(JobType(value.to_owned()))
     }
@@ -69,6 +85,11 @@ impl JobType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Neither whitespace nor anything a log must escape.
+fn is_printable(c: char) -> bool {
+    !c.is_whitespace() && !crate::logging::is_unsafe_in_log(c)
 }
 
 impl fmt::Display for JobType {
@@ -394,6 +415,38 @@ mod tests {
         entry.push(("payload".into(), vec![0xff, 0x00, 0x1b, b'x']));
         let job = Envelope::from_fields("1-0", &entry).unwrap();
         assert_eq!(job.payload, vec![0xff, 0x00, 0x1b, b'x']);
+    }
+
+    #[test]
+    fn job_types_are_printable_without_whitespace_and_bounded() {
+        for good in ["orders.created", "a", "заказ.создан", "x-y_z:1/2"] {
+            assert!(JobType::parse(good).is_ok(), "{good}");
+        }
+        let longest = "t".repeat(JobType::MAX_LEN);
+        assert!(JobType::parse(&longest).is_ok());
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "line\nbreak",
+            "\u{1b}[31mred",
+            "del\u{7f}",
+            "c1\u{9b}",
+            "rtl\u{202e}",
+            "zero\u{200b}width",
+            "nbsp\u{a0}",
+        ] {
+            let error = JobType::parse(bad).unwrap_err().to_string();
+            assert!(error.starts_with("field `type`: "), "{error}");
+            assert!(!error.contains(|c: char| c.is_control()), "{error:?}");
+        }
+        let error = JobType::parse(&format!("{longest}t"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("257 bytes is too long (at most 256)"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod generator;
 pub mod host;
 pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod plugins;

@@ -1,8 +1,6 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use jobhost::cli::{ArgsError, Command, LogFormat, execute, parse};
-use tracing_subscriber::EnvFilter;
+use jobhost::cli::{ArgsError, Command, execute, parse};
 
 fn main() -> ExitCode {
     let cli = match parse(std::env::args_os()) {
@@ -18,7 +16,7 @@ fn main() -> ExitCode {
         Command::Bench(_) => "warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_level);
+    jobhost::logging::init(cli.log_format, default_level);
     match execute(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -31,18 +29,4 @@ fn main() -> ExitCode {
 /// One line, whatever the error chain holds.
 fn one_line(error: &anyhow::Error) -> String {
     format!("{error:#}").replace('\n', " ")
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    // The redis client logs every failed connection attempt; jobhost reports
-    // outages itself, once each, so only its errors pass by default.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},redis=error")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
 }

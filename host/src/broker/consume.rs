@@ -66,21 +66,24 @@ impl Redis {
         Ok(entries::parse_read_reply(reply))
     }
 
-    /// Moves due delayed jobs (retries, `--delay`) onto the stream.
+    /// Moves due delayed jobs (retries, `--delay`) onto the stream; `None`
+    /// when the delayed set's key holds another type, so nothing can move.
     pub async fn promote_due(
         &mut self,
         keys: &QueueKeys,
         now_ms: u64,
-    ) -> Result<usize, BrokerError> {
-        self.invoke(
-            PROMOTE_DUE
-                .key(&keys.delayed)
-                .key(&keys.stream)
-                .key(&keys.dlq)
-                .arg(now_ms)
-                .arg(PROMOTE_BATCH)
-                .arg(now_rfc3339()),
-        )
-        .await
+    ) -> Result<Option<usize>, BrokerError> {
+        let moved: i64 = self
+            .invoke(
+                PROMOTE_DUE
+                    .key(&keys.delayed)
+                    .key(&keys.stream)
+                    .key(&keys.dlq)
+                    .arg(now_ms)
+                    .arg(PROMOTE_BATCH)
+                    .arg(now_rfc3339()),
+            )
+            .await?;
+        Ok(usize::try_from(moved).ok())
     }
 }

@@ -30,7 +30,7 @@ pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
 pub use produce::JobResult;
 pub use reclaim::{ClaimCursor, ConsumerStats};
-pub use record::Record;
+pub use record::{Record, Recorded, Unwritten};
 pub use target::Target;
 
 /// Replies slower than this mean the connection is unusable.

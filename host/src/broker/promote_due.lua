@@ -14,7 +14,8 @@
 -- once. The add is the first write for its member and the ZREM after it cannot
 -- fail (the set's type is known from the ZRANGEBYSCORE): if an add fails, the
 -- script stops with every earlier member moved whole and this one untouched.
--- Returns how many members were moved.
+-- Returns how many members were moved, or -1 when the delayed set holds
+-- another type (nothing can be promoted until it is fixed; nothing is written).
 
 local function fields_of(member)
   local decode = string.byte(member, 1) == 91 and cjson.decode or cmsgpack.unpack
@@ -30,6 +31,10 @@ local function fields_of(member)
   return fields
 end
 
+local found = redis.call('TYPE', KEYS[1])['ok']
+if found ~= 'zset' and found ~= 'none' then
+  return -1
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local fields = fields_of(member)

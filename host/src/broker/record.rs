@@ -15,21 +15,21 @@ static RECORD_OUTCOMES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("record_outcomes.lua")));
 
 impl Redis {
-    /// Records outcomes of jobs of the queue `keys`, all in one atomic step.
-    /// Safe to call again with the same records after an error: an outcome
-    /// already recorded is not written twice.
+    /// Records outcomes of jobs of the queue `keys`, all in one atomic step,
+    /// and says which it could not write (those entries stay pending) and
+    /// which optional writes it skipped. Safe to call again with the same
+    /// records after an error: an outcome already recorded is not written
+    /// twice, and a script error comes before anything was written.
     pub async fn record(
         &mut self,
         keys: &QueueKeys,
         records: &[Record<'_>],
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Recorded, BrokerError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Recorded::default());
         }
         let command = batch_command(records, keys, RECORD_OUTCOMES.get_hash());
-        self.evalsha::<u64>(&RECORD_OUTCOMES, &command)
-            .await
-            .map(drop)
+        self.evalsha(&RECORD_OUTCOMES, &command).await
     }
 }
 
@@ -42,6 +42,54 @@ pub struct Record<'a> {
     pub outcome: &'a Outcome,
     /// Now, in ms since the Unix epoch: the base of a retry's due time.
     pub now_ms: u64,
+}
+
+/// What a batch's script call could not do. Empty for nearly every batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Outcomes not written, because a key they need cannot take the write:
+    /// their entries stay pending (never lost), to be reclaimed and run again.
+    pub held: Vec<Unwritten>,
+    /// Writes the outcome does not need, skipped: a reply to a waiting
+    /// producer, the counters (entry id empty).
+    pub skipped: Vec<Unwritten>,
+}
+
+/// One write the script could not do: for which entry, on which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwritten {
+    pub entry_id: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl redis::FromRedisValue for Recorded {
+    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+        // Bytes: a reason may quote a value some other program wrote.
+        let (_recorded, held, skipped): (u64, Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            redis::from_redis_value(value)?;
+        Ok(Recorded {
+            held: triples(held),
+            skipped: triples(skipped),
+        })
+    }
+}
+
+/// `record_outcomes.lua` returns each list flat: entry id, key, reason, ...
+fn triples(flat: Vec<Vec<u8>>) -> Vec<Unwritten> {
+    let mut items = flat
+        .into_iter()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let mut triples = Vec::new();
+    while let (Some(entry_id), Some(key), Some(reason)) = (items.next(), items.next(), items.next())
+    {
+        triples.push(Unwritten {
+            entry_id,
+            key,
+            reason,
+        });
+    }
+    triples
 }
 
 /// The EVALSHA of `record_outcomes.lua` that records `records` in one step.

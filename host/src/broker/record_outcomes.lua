@@ -7,36 +7,176 @@
 --   entry id, job id, reply (index into KEYS, 0 for none), reply text (the
 --   output or the final error), action, n, and the action's n arguments:
 --   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...)
---   "retry" due time (ms since epoch), the next attempt's fields as a JSON list
+--   "retry" due time (ms since epoch), the next attempt's fields as one delayed-set
+--           member (a MessagePack array, see delayed.rs)
 --   "dead"  the dead-letter entry's fields (k, v, ...)
 --   "ack"   none (expired jobs)
 --
 -- Guarantee: each entry is acknowledged and deleted together with its
--- follow-up write, or not at all. Only the first caller to acknowledge an
--- entry writes anything for it (XACK returns 0 once it is no longer pending),
--- so a batch retried after a lost reply, or an entry finished by two hosts
--- after a reclaim, never doubles a follow-up job, a retry or a DLQ entry. A
--- final outcome also goes to the waiting producer's reply stream if it still
--- exists (a producer that died let it expire; nothing is written for it).
--- Returns how many outcomes this call recorded.
+-- follow-up write, or not at all. Redis aborts a script at a failing command
+-- without undoing what it already wrote, so every check runs before the first
+-- write (the first XACK) and no write after it can fail: a script error can
+-- only come before anything was written, and the call is safe to repeat.
+-- An outcome that cannot be written (its delayed set or dead-letter stream
+-- holds another type, a stream has used up its entry ids, too many fields)
+-- is not acknowledged: the entry stays pending, to be reclaimed and run again
+-- once the key is fixed. Writes the outcome does not need are skipped when
+-- impossible: the reply to a waiting producer, the counters.
+-- Only the first caller to acknowledge an entry writes anything for it (XACK
+-- returns 0 once it is no longer pending), so a batch retried after a lost
+-- reply, or an entry finished by two hosts after a reclaim, never doubles a
+-- follow-up job, a retry or a DLQ entry. A final outcome also goes to the
+-- waiting producer's reply stream if it still exists (a producer that died
+-- let it expire; nothing is written for it).
+-- Returns {recorded, held, skipped}: how many outcomes this call recorded;
+-- per outcome not recorded, its entry id, the key and why (a flat list of
+-- triples); per write skipped, the entry id ('' for counters), the key and why.
 
+-- XADD * fails on a stream whose last id is this one.
+local MAX_ID = '18446744073709551615-18446744073709551615'
+-- unpack() puts its values on Lua's stack, which holds about 8000: an XADD
+-- with more fields than this would fail.
+local MAX_FIELD_ARGS = 7000
+
+local group, n = ARGV[1], tonumber(ARGV[2])
+local NAMES = { zset = 'sorted set' }
+
+-- Why `key` cannot take a write of `kind` ('stream', 'zset', 'hash'), or
+-- false when it can. A missing key is created by the write.
+local problems = {}
+local function problem_of(key, kind)
+  local known = problems[key]
+  if known ~= nil then
+    return known
+  end
+  local problem = false
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    problem = 'holds a ' .. (NAMES[found] or found) .. ', not a ' .. (NAMES[kind] or kind)
+  elseif found == 'stream' then
+    local info = redis.call('XINFO', 'STREAM', key)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        if info[i + 1] == MAX_ID then
+          problem = 'is a stream that has used up its entry ids (its last id is the maximum)'
+        end
+        break
+      end
+    end
+  end
+  problems[key] = problem
+  return problem
+end
+
+local function fields_problem(count)
+  if count == nil or count < 2 or count % 2 ~= 0 or count > MAX_FIELD_ARGS then
+    return 'cannot take an entry of ' .. tostring(count) .. ' field values'
+  end
+  return false
+end
+
+local function push(list, entry, key, why)
+  local at = #list
+  list[at + 1], list[at + 2], list[at + 3] = entry, key, why
+end
+
+-- pcall: a missing group (no entry pending then) must not fail the batch.
+local function still_pending(entry)
+  local pending = redis.pcall('XPENDING', KEYS[1], group, entry, entry, 1)
+  return type(pending) == 'table' and pending.err == nil and #pending > 0
+end
+
+-- Checks, reading only. Records are parsed once; `starts` keeps where each begins.
+local starts, hold = {}, {}
+local held, skipped = {}, {}
+local possible = {}
+local at = 3
+for i = 1, n do
+  starts[i] = at
+  local entry, action, nargs = ARGV[at], ARGV[at + 4], tonumber(ARGV[at + 5])
+  local first = at + 6
+  at = first + nargs
+  local key, problem = nil, false
+  if action == 'done' then
+    key = KEYS[1]
+    local p = first + 1
+    for _ = 1, tonumber(ARGV[first]) do
+      local count = tonumber(ARGV[p])
+      problem = problem or fields_problem(count) or problem_of(key, 'stream')
+      p = p + (count or 0) + 1
+    end
+  elseif action == 'retry' then
+    key = KEYS[2]
+    problem = tonumber(ARGV[first]) == nil and 'cannot take a due time of ' .. tostring(ARGV[first])
+      or problem_of(key, 'zset')
+  elseif action == 'dead' then
+    key = KEYS[3]
+    problem = fields_problem(nargs) or problem_of(key, 'stream')
+  end
+  if problem then
+    hold[i] = true
+    -- Another host may have recorded it meanwhile: then there is nothing to hold.
+    if still_pending(entry) then
+      push(held, entry, key, problem)
+    end
+  else
+    local outcome = action == 'ack' and 'expired' or action
+    possible[outcome] = (possible[outcome] or 0) + 1
+  end
+end
+
+local reply_state = {}
+for i = 1, n do
+  local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + 4]
+  if not hold[i] and reply > 0 and action ~= 'retry' and reply_state[reply] == nil then
+    if redis.call('EXISTS', KEYS[reply]) == 0 then
+      reply_state[reply] = 'gone'
+    else
+      reply_state[reply] = problem_of(KEYS[reply], 'stream')
+    end
+  end
+end
+
+-- HINCRBY fails on a field that is no integer or would overflow; 18 digits
+-- plus a batch cannot.
+local counter_ok = {}
+local counters_problem = next(possible) ~= nil and problem_of(KEYS[4], 'hash')
+if counters_problem then
+  push(skipped, '', KEYS[4], counters_problem)
+else
+  for outcome in pairs(possible) do
+    local value = redis.call('HGET', KEYS[4], outcome)
+    local digits = value and (value:match('^%-?([1-9]%d*)$') or (value == '0' and '0'))
+    counter_ok[outcome] = not value or (digits ~= nil and #digits <= 18)
+    if not counter_ok[outcome] then
+      push(skipped, '', KEYS[4], 'has field ' .. outcome .. ' = ' .. value .. ', which HINCRBY cannot increment')
+    end
+  end
+end
+
+-- Writes, none of which can fail now. The first XACK is the first write (on
+-- a stream key of another type it fails, before anything was written).
 local counts = {}
 local recorded = 0
 -- Acknowledged entries, deleted with one XDEL at the end (same atomic step).
 local acked = {}
-local at = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local entry, job, reply, text, action = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4]
-  local nargs = tonumber(ARGV[at + 5])
-  local first = at + 6
-  at = first + nargs
-  if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
+for i = 1, n do
+  local start = starts[i]
+  local entry, job, reply, text, action = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3], ARGV[start + 4]
+  local nargs = tonumber(ARGV[start + 5])
+  local first = start + 6
+  if not hold[i] and redis.call('XACK', KEYS[1], group, entry) == 1 then
     recorded = recorded + 1
     acked[recorded] = entry
     local outcome = action == 'ack' and 'expired' or action
     counts[outcome] = (counts[outcome] or 0) + 1
-    if reply > 0 and action ~= 'retry' and redis.call('EXISTS', KEYS[reply]) == 1 then
-      redis.call('XADD', KEYS[reply], '*', 'job_id', job, 'outcome', outcome, 'text', text)
+    if reply > 0 and action ~= 'retry' then
+      local state = reply_state[reply]
+      if state == false then
+        redis.call('XADD', KEYS[reply], '*', 'job_id', job, 'outcome', outcome, 'text', text)
+      elseif state ~= 'gone' then
+        push(skipped, entry, KEYS[reply], state)
+      end
     end
     if action == 'done' then
       local p = first + 1
@@ -56,6 +196,8 @@ for i = 1, recorded, 1000 do
   redis.call('XDEL', KEYS[1], unpack(acked, i, math.min(i + 999, recorded)))
 end
 for outcome, count in pairs(counts) do
-  redis.call('HINCRBY', KEYS[4], outcome, count)
+  if counter_ok[outcome] then
+    redis.call('HINCRBY', KEYS[4], outcome, count)
+  end
 end
-return recorded
+return {recorded, held, skipped}

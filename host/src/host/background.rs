@@ -121,13 +121,25 @@ pub(super) async fn promote_due_jobs(
 ) {
     let mut ticker = tokio::time::interval(PROMOTE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported_wrong_type = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait() => return,
         }
         match redis.promote_due(&keys, now_ms()).await {
-            Ok(_) => health.ok(),
+            Ok(Some(_)) => {
+                health.ok();
+                reported_wrong_type = false;
+            }
+            // Redis answers; the key is the problem: say so once, not as an outage.
+            Ok(None) => {
+                health.ok();
+                if !std::mem::replace(&mut reported_wrong_type, true) {
+                    let key = &keys.delayed;
+                    tracing::error!(%key, "delayed jobs cannot move: key {key} is not a sorted set; rename or delete it");
+                }
+            }
             // Try again next tick; the host's health says Redis is failing.
             Err(error) => {
                 health.failed(&error);

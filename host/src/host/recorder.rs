@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::broker::{Record, Redis};
+use crate::broker::{BrokerError, Record, Recorded, Redis, Unwritten};
 use crate::dispatch::Finished;
 use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
@@ -17,7 +17,9 @@ use super::pool::Done;
 
 /// Writes outcomes as jobs finish, batching what is ready. An outcome that
 /// cannot be written is kept and retried until Redis takes it: never dropped.
-/// A job stays held (its slot, its heartbeat) until its outcome is written.
+/// One that Redis can never take (a key of another type) stays pending in
+/// the stream, logged as an error, and is reclaimed later. A job stays held
+/// (its slot, its heartbeat) until its outcome is written or given up.
 pub(super) async fn record_outcomes(
     mut redis: Redis,
     keys: QueueKeys,
@@ -36,20 +38,92 @@ pub(super) async fn record_outcomes(
                 now_ms,
             })
             .collect();
-        loop {
-            match redis.record(&keys, &records).await {
-                Ok(()) => {
-                    health.ok();
-                    break;
-                }
-                Err(error) => tokio::time::sleep(health.failed(&error)).await,
-            }
-        }
+        let recorded = record(&mut redis, &keys, &records, &mut health).await;
         drop(records);
         for done in batch.drain(..) {
-            log_finished(&done.finished, &metrics);
+            let entry_id = done.finished.delivery.entry_id.as_str();
+            match recorded.held.iter().find(|held| held.entry_id == entry_id) {
+                Some(held) => log_held(&done.finished, held),
+                None => log_finished(&done.finished, &metrics),
+            }
+            for skipped in recorded.skipped.iter().filter(|s| s.entry_id == entry_id) {
+                log_skipped_reply(&done.finished, skipped);
+            }
+        }
+        for skipped in recorded.skipped.iter().filter(|s| s.entry_id.is_empty()) {
+            let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
+            tracing::warn!(%key, "outcome counters not updated: key {key} {reason}; rename or delete that key");
         }
     }
+}
+
+/// Writes one batch, trying again until Redis takes it.
+///
+/// Repeating the same batch can neither lose nor double anything: the script
+/// is one atomic step, run whole or not at all; if it ran and only its reply
+/// was lost, the second run finds those entries no longer pending (XACK
+/// answers 0) and writes nothing for them; and a script error can only come
+/// before its first write, since every check runs first. Anything else would
+/// break that: dropping the batch frees its entries as if recorded, splitting
+/// it or acknowledging without the outcome loses jobs, and running the jobs
+/// again from here doubles their effects.
+async fn record(
+    redis: &mut Redis,
+    keys: &QueueKeys,
+    records: &[Record<'_>],
+    health: &mut RedisPath,
+) -> Recorded {
+    let mut refused = false;
+    loop {
+        match redis.record(keys, records).await {
+            Ok(recorded) => {
+                health.ok();
+                return recorded;
+            }
+            Err(error) => {
+                // Redis answered with an error rather than not answering: say so, once.
+                if !refused
+                    && matches!(&error, BrokerError::Command { error, .. } if error.code().is_some())
+                {
+                    refused = true;
+                    tracing::error!(%error, "Redis refused to record the outcomes (nothing was written); retrying with backoff");
+                }
+                tokio::time::sleep(health.failed(&error)).await;
+            }
+        }
+    }
+}
+
+/// An outcome the script could not write: its entry is still pending, so
+/// it is reclaimed and run again once its idle time passes `--claim-idle`.
+fn log_held(finished: &Finished, held: &Unwritten) {
+    let (job_id, job_type) = match &finished.delivery.job {
+        Ok(job) => (job.job_id.as_str(), job.job_type.as_str()),
+        Err(_) => (finished.delivery.entry_id.as_str(), ""),
+    };
+    let key = held.key.as_str();
+    let reason = held.reason.as_str();
+    tracing::error!(
+        %job_id, r#type = %job_type, entry_id = %held.entry_id, %key,
+        outcome = %finished.outcome.label(),
+        "outcome not recorded: key {key} {reason}; rename or delete that key: the job stays pending and runs again once reclaimed after --claim-idle"
+    );
+}
+
+/// A reply the waiting producer will not get: it waits until its timeout.
+fn log_skipped_reply(finished: &Finished, skipped: &Unwritten) {
+    let job_id = finished
+        .delivery
+        .job
+        .as_ref()
+        .map_or(finished.delivery.entry_id.as_str(), |job| {
+            job.job_id.as_str()
+        });
+    let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
+    tracing::warn!(
+        %job_id, %key,
+        "reply to the waiting producer skipped: key {key} {reason}; the outcome itself is recorded"
+    );
 }
 
 fn log_finished(finished: &Finished, metrics: &Metrics) {

@@ -91,6 +91,22 @@ fn handle(job: Job) -> Result<Output, Error> {
             }
             Ok(().into())
         }
+        // Hostile text for the host log: a log message, a stdout line and an
+        // error, each with a newline, a carriage return or escape sequences.
+        "test.log-escape" => {
+            jobhost_sdk::info!(
+                "guest message\n2026-01-01T00:00:00.000000Z ERROR jobhost: FORGED by a guest \u{1b}[31mred"
+            );
+            jobhost_sdk::log(
+                jobhost_sdk::Level::Warn,
+                "guest fields",
+                &[("key\nFORGED", "value\r\u{1b}[1AFORGED")],
+            );
+            println!("guest stdout \u{1b}[2J\rFORGED over the line\u{7f}\u{9b}");
+            Err(Error::fatal(
+                "guest error\n2026-01-01T00:00:00.000000Z ERROR jobhost: FORGED \u{1b}[0m",
+            ))
+        }
         "test.huge-output" => Ok(vec![b'x'; 8 << 20].into()),
         "test.enqueue-loop" => loop {
             jobhost_sdk::enqueue("test.chain-next", "again")?;
