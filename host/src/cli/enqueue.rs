@@ -98,7 +98,9 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
                 JobResult::Done(output) => {
                     let mut stdout = std::io::stdout().lock();
                     stdout.write_all(&output)?;
-                    if !output.ends_with(b"\n") && !output.is_empty() {
+                    // A prompt on the next line for a person; the bytes unchanged for a pipe.
+                    let at_terminal = std::io::IsTerminal::is_terminal(&stdout);
+                    if at_terminal && !output.ends_with(b"\n") && !output.is_empty() {
                         stdout.write_all(b"\n")?;
                     }
                     0
