@@ -5,12 +5,15 @@
 
 mod binaries;
 mod host;
+pub mod proc_status;
 mod redis_server;
 pub mod topologies;
 mod wait;
 
-pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
-pub use host::{Host, jobhost, jobhost_command, jobhost_with_stdin, ok_stdout, one_line_error};
+pub use binaries::{PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, workspace_root};
+pub use host::{
+    Host, HostBuilder, jobhost, jobhost_command, jobhost_with_stdin, ok_stdout, one_line_error,
+};
 pub use redis_server::{RedisServer, free_port};
 pub use wait::wait_until;
 
