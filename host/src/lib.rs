@@ -4,7 +4,6 @@
 //! The binary is a thin shell over this library: [`cli`] parses and runs
 //! commands, [`host::run`] is the consumer, [`broker::Producer`] enqueues jobs.
 
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobhost::cli::{Cli, Command, LogFormat, config, execute};
+use jobhost::cli::{Cli, LogFormat, config, execute};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -11,12 +11,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    // The benchmark's in-process host would otherwise log every job it drains.
-    let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
-    };
-    init_logging(cli.log_format, default_level);
+    init_logging(cli.log_format);
     match execute(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -47,11 +42,11 @@ fn apply_config_file() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+fn init_logging(format: LogFormat) {
     // The redis client logs every failed connection attempt; jobhost reports
     // outages itself, once each, so only its errors pass by default.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},redis=error")));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,redis=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,7 +2,6 @@
 //! its own file. Every flag can also come from the environment variable named
 //! in its help; a flag given on the command line wins.
 
-mod bench;
 pub mod config;
 mod dlq;
 pub mod enqueue;
@@ -78,8 +77,6 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
     Stats(stats::StatsArgs),
-    /// Measure throughput and per-job overhead against an own redis-server (build with --release first).
-    Bench(bench::BenchArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -130,7 +127,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
-                    Command::Bench(args) => bench::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })
