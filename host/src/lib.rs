@@ -5,7 +5,6 @@
 //! commands, [`host::run`] is the consumer, [`client::Client`] (or [`broker::Redis`]) enqueues jobs.
 
 pub mod backoff;
-pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

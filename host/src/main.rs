@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use jobhost::cli::{ArgsError, Command, execute, parse};
+use jobhost::cli::{ArgsError, execute, parse};
 
 fn main() -> ExitCode {
     let cli = match parse(std::env::args_os()) {
@@ -11,12 +11,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The benchmark's in-process host would otherwise log every job it drains.
-    let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
-    };
-    jobhost::logging::init(cli.log_format, default_level);
+    jobhost::logging::init(cli.log_format, "info");
     match execute(cli) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {

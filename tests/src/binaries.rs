@@ -34,16 +34,26 @@ fn run(what: &str, command: &mut Command) {
 /// The `jobhost` binary, built (debug) on first use.
 pub fn jobhost_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        run(
-            "cargo build -p jobhost",
-            Command::new(cargo)
-                .args(["build", "--quiet", "-p", "jobhost", "--bin", "jobhost"])
-                .current_dir(workspace_root()),
-        );
-        target_dir().join("debug").join("jobhost")
-    })
+    BIN.get_or_init(|| build_jobhost("debug", &[]))
+}
+
+/// The `jobhost` binary built with `--release` on first use, for measures
+/// (the bench) rather than tests: optimising wasmtime takes minutes.
+pub fn jobhost_release_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_jobhost("release", &["--release"]))
+}
+
+fn build_jobhost(profile: &str, flags: &[&str]) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(
+        &format!("cargo build -p jobhost ({profile})"),
+        Command::new(cargo)
+            .args(["build", "--quiet", "-p", "jobhost", "--bin", "jobhost"])
+            .args(flags)
+            .current_dir(workspace_root()),
+    );
+    target_dir().join(profile).join("jobhost")
 }
 
 /// A folder holding every plugin of `plugins/` and every test-only guest of

@@ -1,56 +1,171 @@
 //! Running the real `jobhost` binary: a long-lived `run` host, or one CLI call.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{jobhost_bin, wait_until};
+use crate::{free_port, jobhost_bin, proc_status, wait_until};
 
 /// A `jobhost run` process with its log captured to a file.
 pub struct Host {
     child: Child,
     log: PathBuf,
+    metrics_port: Option<u16>,
     _dir: TempDir,
+}
+
+/// How to start a `jobhost run` process beyond [`Host::start`]'s defaults:
+/// another binary, another log level, a metrics endpoint.
+pub struct HostBuilder<'a> {
+    redis_url: &'a str,
+    plugins: &'a Path,
+    args: Vec<OsString>,
+    binary: Option<&'a Path>,
+    log_level: Option<String>,
+    metrics: bool,
+}
+
+impl<'a> HostBuilder<'a> {
+    /// One more `jobhost run` argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// More `jobhost run` arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(OsString::from));
+        self
+    }
+
+    /// Runs `binary` instead of the debug build of [`jobhost_bin`] (the bench
+    /// measures a release build).
+    pub fn binary(mut self, binary: &'a Path) -> Self {
+        self.binary = Some(binary);
+        self
+    }
+
+    /// The host's `RUST_LOG`, instead of the caller's own or `info`.
+    pub fn log_level(mut self, filter: &str) -> Self {
+        self.log_level = Some(filter.to_owned());
+        self
+    }
+
+    /// Serves `--metrics` on a free port. [`HostBuilder::start`] then waits
+    /// for `/healthz` to say 200 rather than for the "consuming" line, which a
+    /// quieter [`HostBuilder::log_level`] leaves out (both happen together).
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
+    /// Starts the process and waits until it consumes.
+    pub fn start(self) -> Host {
+        let mut host = self.spawn();
+        match host.metrics_port {
+            Some(port) => host.wait_healthy(port, Duration::from_secs(60)),
+            None => host.wait_for_log("consuming", Duration::from_secs(60)),
+        }
+        host
+    }
+
+    /// Starts the process and returns at once.
+    /// Compiled plugins are cached in the host's own folder unless the
+    /// arguments say otherwise.
+    pub fn spawn(self) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("host.log");
+        let file = std::fs::File::create(&log).expect("host log");
+        let log_level = self
+            .log_level
+            .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        let mut command = Command::new(self.binary.unwrap_or_else(|| jobhost_bin()));
+        command
+            .arg("run")
+            .arg("--plugins")
+            .arg(self.plugins)
+            .args(["--redis", self.redis_url])
+            .args(&self.args)
+            .env("RUST_LOG", log_level)
+            .env_remove("REDIS_URL")
+            .env_remove("JOBHOST_REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file));
+        if !self
+            .args
+            .iter()
+            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+        {
+            command.arg("--cache-dir").arg(dir.path().join("cache"));
+        }
+        let metrics_port = self.metrics.then(free_port);
+        if let Some(port) = metrics_port {
+            command.args(["--metrics", &format!("127.0.0.1:{port}")]);
+        }
+        Host {
+            child: command.spawn().expect("spawn jobhost run"),
+            log,
+            metrics_port,
+            _dir: dir,
+        }
+    }
 }
 
 impl Host {
     /// Starts `jobhost run --plugins DIR --redis URL ARGS...` and waits until it consumes.
     /// Compiled plugins are cached in the host's own folder unless ARGS say otherwise.
     pub fn start(redis_url: &str, plugins: &Path, args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("host.log");
-        let file = std::fs::File::create(&log).expect("host log");
-        let mut command = Command::new(jobhost_bin());
-        command
-            .arg("run")
-            .arg("--plugins")
-            .arg(plugins)
-            .args(["--redis", redis_url])
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env_remove("REDIS_URL")
-            .env_remove("JOBHOST_REDIS_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().expect("log")))
-            .stderr(Stdio::from(file));
-        if !args
-            .iter()
-            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
-        {
-            command.arg("--cache-dir").arg(dir.path().join("cache"));
+        Host::builder(redis_url, plugins).args(args).start()
+    }
+
+    /// A host to configure further before it starts.
+    pub fn builder<'a>(redis_url: &'a str, plugins: &'a Path) -> HostBuilder<'a> {
+        HostBuilder {
+            redis_url,
+            plugins,
+            args: Vec::new(),
+            binary: None,
+            log_level: None,
+            metrics: false,
         }
-        let host = Host {
-            child: command.spawn().expect("spawn jobhost run"),
-            log,
-            _dir: dir,
-        };
-        host.wait_for_log("consuming", Duration::from_secs(60));
-        host
+    }
+
+    /// The port of `/metrics` and `/healthz`, if started with [`HostBuilder::metrics`].
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// Whether the process has exited (or died), as `/proc` sees it; unlike
+    /// [`Host::wait_exit`] it needs no `&mut` and collects nothing.
+    pub fn exited(&self) -> bool {
+        proc_status::exited(self.pid())
+    }
+
+    /// A `/proc/PID/status` figure in kB (`VmRSS`, `VmHWM`); `None` once gone.
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
+        proc_status::status_kib(self.pid(), field)
+    }
+
+    /// Polls `/healthz` until it says 200; panics with the log's tail if the
+    /// process exits first or at the deadline.
+    fn wait_healthy(&mut self, port: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !healthy(port) {
+            if self.child.try_wait().ok().flatten().is_some() {
+                panic!("host exited at start; log:\n{}", self.tail());
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "host /healthz did not say 200 within {timeout:?}; log:\n{}",
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -125,6 +240,20 @@ impl Host {
         });
         status.expect("exited")
     }
+}
+
+/// Whether `GET /healthz` on 127.0.0.1:`port` answers 200.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let mut response = String::new();
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        .and_then(|()| stream.read_to_string(&mut response))
+        .is_ok()
+        && response.split_whitespace().nth(1) == Some("200")
 }
 
 impl Drop for Host {

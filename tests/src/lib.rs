@@ -6,14 +6,15 @@
 mod binaries;
 mod cli;
 mod host;
+pub mod proc_status;
 mod redis_server;
 pub mod topologies;
 mod wait;
 
-pub use binaries::{PluginDir, built_plugins, jobhost_bin, workspace_root};
+pub use binaries::{PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, workspace_root};
 pub use cli::{enqueue, enqueue_and_wait};
 pub use host::{
-    Host, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,
+    Host, HostBuilder, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,
     one_line_error,
 };
 pub use redis_server::{RedisServer, free_port};

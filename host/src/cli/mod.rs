@@ -3,7 +3,6 @@
 //! environment variable named in its help or from `jobhost.toml` (`config.rs`):
 //! flags beat the environment, which beats the file.
 
-mod bench;
 pub mod config;
 mod dlq;
 pub mod enqueue;
@@ -84,8 +83,6 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
     Stats(stats::StatsArgs),
-    /// Measure throughput and per-job overhead against an own redis-server (build with --release first).
-    Bench(bench::BenchArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -164,7 +161,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
-                    Command::Bench(args) => bench::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

@@ -1,13 +1,14 @@
-//! The start-up measure: from starting `jobhost run` (this binary, as a child
-//! process) with a warm compiled-code cache to the first job it has served.
+//! The start-up measure: from starting `jobhost run` (a child process) with a
+//! warm compiled-code cache to the first job it has served.
 
 use std::path::Path;
 use std::time::Instant;
 
-use super::child::ChildHost;
-use super::{ScratchDir, Spread, jobs, wait_until_done};
-use crate::broker::Redis;
-use crate::keys::QueueKeys;
+use jobhost::broker::Redis;
+use jobhost::keys::QueueKeys;
+
+use super::child::child_host;
+use super::{Spread, jobs, wait_until_done};
 
 /// Milliseconds from process start to the first job recorded as done, over
 /// `runs` starts on the plugins of `plugins`; one start before them fills
@@ -19,7 +20,7 @@ pub async fn first_job_ms(
     concurrency: usize,
     runs: u32,
 ) -> anyhow::Result<Spread> {
-    let cache = ScratchDir::new("startup-cache")?;
+    let cache = tempfile::tempdir()?;
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
@@ -29,9 +30,10 @@ pub async fn first_job_ms(
         let keys = QueueKeys::new("bench", &queue);
         let mut producer = Redis::connect(url).await?;
         producer.enqueue_batch(&keys, &jobs(1, job_type)?).await?;
+        let host = child_host(url, plugins, cache.path(), &queue, concurrency);
         let started = Instant::now();
-        let host = ChildHost::spawn(url, plugins, &cache.0, &queue, concurrency, None)?;
-        wait_until_done(&mut conn, &keys, 1, || host.stopped()).await?;
+        let host = host.spawn();
+        wait_until_done(&mut conn, &keys, 1, || host.exited()).await?;
         let elapsed = started.elapsed();
         drop(host);
         if run > 0 {

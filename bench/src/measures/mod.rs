@@ -1,9 +1,9 @@
-//! Benchmarks behind `jobhost bench`: each measure runs against a
-//! redis-server of its own and reports jobs/s (or µs) over several runs.
+//! The measures: each runs against the bench's redis-server (flushed before
+//! it) and returns jobs/s, µs or MiB. The in-process hosts are the library's
+//! `host::run`; the ones measured from outside are `jobhost run` processes.
 
 mod child;
 mod memory;
-mod server;
 mod startup;
 
 use std::path::Path;
@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use memory::{HostMemory, host_memory};
-pub use server::{BenchRedis, ScratchDir};
-pub use startup::first_job_ms;
+use jobhost::broker::Redis;
+use jobhost::envelope::{Envelope, JobType};
+use jobhost::host::{self, HostConfig};
+use jobhost::keys::QueueKeys;
+use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
+use tempfile::TempDir;
 
-use crate::broker::Redis;
-use crate::envelope::{Envelope, JobType};
-use crate::host::{self, HostConfig};
-use crate::keys::QueueKeys;
-use crate::outcome::RetryPolicy;
-use crate::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
+pub use memory::host_memory;
+pub use startup::first_job_ms;
 
 /// About 100 bytes of JSON, like a typical job.
 pub const PAYLOAD: &str =
@@ -86,7 +85,7 @@ pub async fn drain_rate(
         .get_multiplexed_async_connection()
         .await?;
     let config = host_config(url, plugins, &queue, concurrency, prefetch);
-    let (trigger, shutdown) = crate::shutdown::channel();
+    let (trigger, shutdown) = jobhost::shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(host::run(config, shutdown));
     wait_until_done(&mut conn, &keys, count as u64, || running.is_finished()).await?;
@@ -112,7 +111,7 @@ pub async fn latency(
     let keys = QueueKeys::new("bench", &queue);
     let mut config = host_config(url, plugins, &queue, num_threads(), 64);
     config.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let (trigger, shutdown) = crate::shutdown::channel();
+    let (trigger, shutdown) = jobhost::shutdown::channel();
     let running = tokio::spawn(host::run(config, shutdown.clone()));
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
@@ -122,26 +121,26 @@ pub async fn latency(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let producer = Redis::connect(url).await?;
-    let lease = crate::generator::Lease::new(
+    let lease = jobhost::generator::Lease::new(
         producer.clone(),
         &format!("bench-{queue}"),
         "bench".to_owned(),
-        crate::generator::LEASE_TTL,
+        jobhost::generator::LEASE_TTL,
     );
-    let generator = crate::generator::GeneratorConfig {
+    let generator = jobhost::generator::GeneratorConfig {
         job_type: JobType::parse(job_type)?,
         rate,
         count: Some(count),
         payload: Some(PAYLOAD.to_owned()),
     };
     // Held until the end: a dropped trigger reads as "stop".
-    let (_keep_running, never) = crate::shutdown::channel();
-    crate::generator::run(
+    let (_keep_running, never) = jobhost::shutdown::channel();
+    jobhost::generator::run(
         producer,
         &keys,
         lease,
         generator,
-        crate::generator::Role::Dedicated,
+        jobhost::generator::Role::Dedicated,
         never,
     )
     .await?;
@@ -209,6 +208,8 @@ fn num_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The settings of an in-process host: `jobhost run`'s defaults, without a
+/// code cache, on a queue of the bench's own.
 fn host_config(
     url: &str,
     plugins: &Path,
@@ -216,23 +217,13 @@ fn host_config(
     concurrency: usize,
     prefetch: usize,
 ) -> HostConfig {
-    HostConfig {
-        redis_url: url.to_owned(),
-        plugins_dir: plugins.to_owned(),
-        namespace: "bench".to_owned(),
-        queue: queue.to_owned(),
-        concurrency,
-        prefetch,
-        consumer: host::default_consumer_name(),
-        shutdown_timeout: Duration::from_secs(30),
-        retry: RetryPolicy::default(),
-        max_payload: 1 << 20,
-        claim_idle: Duration::from_secs(30),
-        max_deliveries: 5,
-        cache_dir: None,
-        metrics_addr: None,
-        standby_generator: None,
-    }
+    let mut config = HostConfig::with_defaults(url, plugins);
+    config.namespace = "bench".to_owned();
+    config.queue = queue.to_owned();
+    config.concurrency = concurrency;
+    config.prefetch = prefetch;
+    config.cache_dir = None;
+    config
 }
 
 /// The floor: a bare XREADGROUP COUNT `batch` + XACK loop over `count` entries.
@@ -329,15 +320,15 @@ pub const REUSE_JOBS_PER_INSTANCE: u32 = 1000;
 
 /// A plugins folder of its own holding a copy of `plugin` (`NAME.wasm`) and a
 /// manifest `NAME.toml` that opts it into instance reuse.
-pub fn reuse_folder(plugin: &Path, jobs_per_instance: u32) -> anyhow::Result<ScratchDir> {
-    let folder = ScratchDir::new("reuse")?;
+pub fn reuse_folder(plugin: &Path, jobs_per_instance: u32) -> anyhow::Result<TempDir> {
+    let folder = tempfile::tempdir()?;
     let file = plugin
         .file_name()
         .with_context(|| format!("{} is not a file", plugin.display()))?;
-    std::fs::copy(plugin, folder.0.join(file))
+    std::fs::copy(plugin, folder.path().join(file))
         .with_context(|| format!("copying {}", plugin.display()))?;
     std::fs::write(
-        folder.0.join(file).with_extension("toml"),
+        folder.path().join(file).with_extension("toml"),
         format!("[limits]\njobs_per_instance = {jobs_per_instance}\n"),
     )?;
     Ok(folder)
@@ -345,17 +336,21 @@ pub fn reuse_folder(plugin: &Path, jobs_per_instance: u32) -> anyhow::Result<Scr
 
 /// Resident memory of this process, in MiB.
 pub fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| status_mib(&status, "VmRSS"))
-        .unwrap_or(0.0)
+    status_mib(std::process::id(), "VmRSS").unwrap_or(0.0)
 }
 
 /// A `/proc/PID/status` figure given in kB (`VmRSS`, `VmHWM`), in MiB.
-fn status_mib(status: &str, field: &str) -> Option<f64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
+    jobhost_tests::proc_status::status_kib(pid, field).map(|kib| kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_extremes_in_any_order() {
+        let spread = Spread::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((spread.median, spread.min, spread.max), (2.0, 1.0, 3.0));
+    }
 }

@@ -1,77 +1,94 @@
-//! `jobhost bench`: the performance figures, measured here and now. Build with
-//! `--release` before trusting them; each starts its own redis-server.
+//! `jobhost-bench`: jobhost's performance figures, measured here and now
+//! against a redis-server of the bench's own. `scripts/bench` builds it and
+//! the `jobhost` it starts with `--release`; trust no other build's figures.
 
+mod measures;
+mod report;
+
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Args;
+use clap::Parser;
+use jobhost_tests::RedisServer;
+use tracing_subscriber::EnvFilter;
 
-use crate::bench::{self, BenchRedis, Spread};
+use measures::Spread;
+use report::{Target, cpu_model, line, num_cpus, show};
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
+/// Measure throughput and per-job overhead against an own redis-server (build with --release first).
+#[derive(Debug, Parser)]
+#[command(name = "jobhost-bench", version, about)]
+struct BenchArgs {
     /// Folder of plugins for the drain benchmark (must handle --type).
     #[arg(long, value_name = "DIR", default_value = "plugins")]
-    pub plugins: PathBuf,
+    plugins: PathBuf,
     /// Job type the drain and overhead benchmarks run (a trivial JSON-parsing handler).
     #[arg(long = "type", value_name = "TYPE", default_value = "hello.bench")]
-    pub job_type: String,
+    job_type: String,
     /// Jobs per run of the Redis benchmarks.
     #[arg(long, default_value_t = 100_000)]
-    pub jobs: usize,
+    jobs: usize,
     /// Runs of each benchmark; the median, min and max are reported.
     #[arg(long, default_value_t = 3)]
-    pub runs: u32,
+    runs: u32,
     /// Job threads of the drain benchmark [default: number of CPUs].
     #[arg(long)]
-    pub concurrency: Option<usize>,
+    concurrency: Option<usize>,
     /// Jobs in flight per thread in the drain benchmark (`run --prefetch`).
     #[arg(long, default_value_t = 256)]
-    pub prefetch: usize,
+    prefetch: usize,
     /// Only the per-job overhead, without Redis.
     #[arg(long)]
-    pub overhead_only: bool,
+    overhead_only: bool,
     /// Jobs drained by the `jobhost run` process whose memory is measured (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
-    pub memory_jobs: u64,
+    memory_jobs: u64,
 }
 
-/// What a figure must reach on the 2-core reference machine (issue #9).
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    AtLeast(f64),
-    AtMost(f64),
-    None,
-}
-
-impl Target {
-    fn verdict(self, value: f64) -> String {
-        match self {
-            Target::AtLeast(goal) => format!("target >= {goal}: {}", met(value >= goal)),
-            Target::AtMost(goal) => format!("target <= {goal}: {}", met(value <= goal)),
-            Target::None => String::new(),
+fn main() -> ExitCode {
+    // The harness the bench starts its servers with reports failures by
+    // panicking, as tests do; here they reach the user as one line.
+    std::panic::set_hook(Box::new(|info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("panicked");
+        eprintln!("jobhost-bench: {}", text.replace('\n', " "));
+    }));
+    let args = BenchArgs::parse();
+    init_logging();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(execute(args)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("jobhost-bench: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
         }
     }
 }
 
-fn met(yes: bool) -> &'static str {
-    if yes { "met" } else { "NOT MET" }
+/// The in-process hosts would otherwise log every job they drain, so `warn`
+/// unless `RUST_LOG` says otherwise (the redis client's errors only, as in
+/// `jobhost`).
+fn init_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,redis=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
-fn show(what: &str, unit: &str, spread: Spread, target: Target) {
-    println!(
-        "{what:<52} median {:>9.1} {unit:<6} min {:>9.1} max {:>9.1}  {}",
-        spread.median,
-        spread.min,
-        spread.max,
-        target.verdict(spread.median)
-    );
-}
-
-fn line(what: &str, text: &str) {
-    println!("{what:<52} {text}");
-}
-
-pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
+async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let plugin = args.plugins.join(format!(
         "{}.wasm",
         args.job_type.split('.').next().unwrap_or("hello")
@@ -84,7 +101,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         args.jobs
     );
     let overhead = tokio::task::block_in_place(|| {
-        bench::dispatch_overhead(&plugin, &args.job_type, 20_000, runs.max(3))
+        measures::dispatch_overhead(&plugin, &args.job_type, 20_000, runs.max(3))
     })?;
     show(
         "5. per-job overhead, fresh instance (no Redis)",
@@ -93,24 +110,28 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         Target::AtMost(10.0),
     );
     if args.overhead_only {
-        return Ok(0);
+        return Ok(());
     }
-    let redis = BenchRedis::start()?;
+    let redis = tokio::task::block_in_place(RedisServer::start);
+    let url = redis.url();
     let concurrency = args.concurrency.unwrap_or_else(num_cpus);
-    let reuse = bench::reuse_folder(&plugin, bench::REUSE_JOBS_PER_INSTANCE)?;
+    let reuse = measures::reuse_folder(&plugin, measures::REUSE_JOBS_PER_INSTANCE)?;
     let mut enqueue = Vec::new();
     let mut drain = Vec::new();
     let mut drain_reuse = Vec::new();
     let mut floor = Vec::new();
     for _ in 0..runs {
-        redis.flush()?;
-        enqueue.push(bench::enqueue_rate(&redis.url, args.jobs).await?);
+        flush(&redis)?;
+        enqueue.push(measures::enqueue_rate(&url, args.jobs).await?);
         // The same drain twice: a fresh instance per job, then instance reuse.
-        for (folder, rates) in [(&args.plugins, &mut drain), (&reuse.0, &mut drain_reuse)] {
-            redis.flush()?;
+        for (folder, rates) in [
+            (args.plugins.as_path(), &mut drain),
+            (reuse.path(), &mut drain_reuse),
+        ] {
+            flush(&redis)?;
             rates.push(
-                bench::drain_rate(
-                    &redis.url,
+                measures::drain_rate(
+                    &url,
                     folder,
                     &args.job_type,
                     args.jobs,
@@ -120,8 +141,8 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
                 .await?,
             );
         }
-        redis.flush()?;
-        floor.push(bench::raw_floor(&redis.url, args.jobs, 100).await?);
+        flush(&redis)?;
+        floor.push(measures::raw_floor(&url, args.jobs, 100).await?);
     }
     show(
         "1. enqueue, pipelined batches",
@@ -142,15 +163,15 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     show(
         &format!(
             "3. drain, instance reuse ({} jobs/instance)",
-            bench::REUSE_JOBS_PER_INSTANCE
+            measures::REUSE_JOBS_PER_INSTANCE
         ),
         "jobs/s",
         Spread::of(drain_reuse),
         Target::AtLeast(120_000.0),
     );
-    redis.flush()?;
+    flush(&redis)?;
     let (p50, p99, max) =
-        bench::latency(&redis.url, &args.plugins, &args.job_type, 2000.0, 20_000).await?;
+        measures::latency(&url, &args.plugins, &args.job_type, 2000.0, 20_000).await?;
     line(
         "4. queue wait at 2,000 jobs/s (enqueue -> start)",
         &format!(
@@ -170,9 +191,9 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         "   drain (2.) / floor (6.)",
         &format!("{share:.0}%  {}", Target::AtLeast(50.0).verdict(share)),
     );
-    redis.flush()?;
+    flush(&redis)?;
     let startup =
-        bench::first_job_ms(&redis.url, &args.plugins, &args.job_type, concurrency, runs).await?;
+        measures::first_job_ms(&url, &args.plugins, &args.job_type, concurrency, runs).await?;
     show(
         "   start -> first job served, warm code cache",
         "ms",
@@ -180,9 +201,9 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
         Target::AtMost(100.0),
     );
     if args.memory_jobs > 0 {
-        redis.flush()?;
-        let memory = bench::host_memory(
-            &redis.url,
+        flush(&redis)?;
+        let memory = measures::host_memory(
+            &url,
             &args.plugins,
             &args.job_type,
             args.memory_jobs,
@@ -217,23 +238,13 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<i32> {
     }
     line(
         "   bench process RSS (in-process hosts, after)",
-        &format!("{:.1} MiB", bench::rss_mib()),
+        &format!("{:.1} MiB", measures::rss_mib()),
     );
-    Ok(0)
+    Ok(())
 }
 
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// The CPU's model name, as Linux reports it.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-                .map(|(_, name)| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned())
+/// Empties the bench's redis-server between measures.
+fn flush(redis: &RedisServer) -> anyhow::Result<()> {
+    redis::cmd("FLUSHALL").query::<()>(&mut redis.try_connection()?)?;
+    Ok(())
 }

@@ -1,15 +1,17 @@
-//! Measure 7: the resident memory of a real `jobhost run` process (this very
-//! binary, started as a child) with ten plugins loaded: idle after a cold and
-//! after a warm start, and at checkpoints of a long drain.
+//! Measure 7: the resident memory of a real `jobhost run` process (started
+//! as a child) with ten plugins loaded: idle after a cold and after a warm
+//! start, and at checkpoints of a long drain.
 
 use std::path::Path;
 
 use anyhow::Context;
+use jobhost::broker::Redis;
+use jobhost::keys::QueueKeys;
+use jobhost_tests::Host;
+use tempfile::TempDir;
 
-use super::child::ChildHost;
-use super::{CHUNK, ScratchDir, jobs, wait_until_done};
-use crate::broker::Redis;
-use crate::keys::QueueKeys;
+use super::child::{child_host, start_settled};
+use super::{CHUNK, jobs, status_mib, wait_until_done};
 
 /// Plugins the measured host loads.
 pub const PLUGINS: usize = 10;
@@ -42,13 +44,13 @@ pub async fn host_memory(
 ) -> anyhow::Result<HostMemory> {
     let folder = ten_plugins(plugins)?;
     let queue = format!("memory{}", fastrand::u32(..));
-    let cache = folder.0.join("cache");
+    let cache = folder.path().join("cache");
     let idle_cold = {
-        let host = ChildHost::start(url, &folder.0, &cache, &queue, concurrency).await?;
-        host.status("VmRSS")?
+        let host = start_settled(child_host(url, folder.path(), &cache, &queue, concurrency)).await;
+        memory_mib(&host, "VmRSS")?
     };
-    let host = ChildHost::start(url, &folder.0, &cache, &queue, concurrency).await?;
-    let idle = host.status("VmRSS")?;
+    let host = start_settled(child_host(url, folder.path(), &cache, &queue, concurrency)).await;
+    let idle = memory_mib(&host, "VmRSS")?;
 
     let keys = QueueKeys::new("bench", &queue);
     let mut producer = Redis::connect(url).await?;
@@ -68,34 +70,39 @@ pub async fn host_memory(
             enqueued += n;
             if enqueued.is_multiple_of(20 * CHUNK as u64) {
                 let allowed = enqueued.saturating_sub(MAX_BACKLOG);
-                wait_until_done(&mut conn, &keys, allowed, || host.stopped()).await?;
+                wait_until_done(&mut conn, &keys, allowed, || host.exited()).await?;
             }
         }
-        wait_until_done(&mut conn, &keys, checkpoint, || host.stopped()).await?;
-        during.push((checkpoint, host.status("VmRSS")?));
+        wait_until_done(&mut conn, &keys, checkpoint, || host.exited()).await?;
+        during.push((checkpoint, memory_mib(&host, "VmRSS")?));
     }
     Ok(HostMemory {
         plugins: PLUGINS,
         idle_cold,
         idle,
         during,
-        peak: host.status("VmHWM")?,
+        peak: memory_mib(&host, "VmHWM")?,
     })
+}
+
+/// A memory figure of the host's `/proc/PID/status` (`VmRSS`, `VmHWM`), in MiB.
+fn memory_mib(host: &Host, field: &str) -> anyhow::Result<f64> {
+    status_mib(host.pid(), field).with_context(|| format!("no {field} in the host's /proc status"))
 }
 
 /// A folder of [`PLUGINS`] distinct plugins: every `*.wasm` of `plugins`, and
 /// copies of its `hello.wasm` renamed `ben01`, `ben02`, ... (name and pattern
 /// `hello.*` rewritten in place: same length, so the component stays valid,
 /// and a different content hash, so each is compiled and loaded on its own).
-fn ten_plugins(plugins: &Path) -> anyhow::Result<ScratchDir> {
-    let folder = ScratchDir::new("memory")?;
+fn ten_plugins(plugins: &Path) -> anyhow::Result<TempDir> {
+    let folder = tempfile::tempdir()?;
     let mut loaded = 0;
-    for file in crate::plugins::wasm_files(plugins)?
+    for file in jobhost::plugins::wasm_files(plugins)?
         .into_iter()
         .take(PLUGINS)
     {
         let name = file.file_name().context("a plugin file has a name")?;
-        std::fs::copy(&file, folder.0.join(name))?;
+        std::fs::copy(&file, folder.path().join(name))?;
         loaded += 1;
     }
     let hello = std::fs::read(plugins.join("hello.wasm")).with_context(|| {
@@ -107,7 +114,7 @@ fn ten_plugins(plugins: &Path) -> anyhow::Result<ScratchDir> {
     for n in 1..=PLUGINS - loaded {
         let name = format!("ben{n:02}");
         let copy = replace_all(&hello, b"hello", name.as_bytes());
-        std::fs::write(folder.0.join(format!("{name}.wasm")), copy)?;
+        std::fs::write(folder.path().join(format!("{name}.wasm")), copy)?;
     }
     Ok(folder)
 }
