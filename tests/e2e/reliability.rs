@@ -170,6 +170,66 @@ fn delayed_job_does_not_run_early_and_does_run() {
 }
 
 #[test]
+fn a_delayed_member_that_is_not_a_job_is_dead_lettered_and_the_others_still_move() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    // A hostile or broken producer's members: not MessagePack or JSON, an odd
+    // field count, a JSON list with a number. They are due at once.
+    let broken: [&[u8]; 3] = [b"garbage", b"\x93\xa1v\xa11\xa4type", br#"["v",1]"#];
+    for member in broken {
+        let _: () = redis::cmd("ZADD")
+            .arg(keys::DELAYED)
+            .arg(0)
+            .arg(member)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let id = enqueue(&redis.url(), &["hello.later", "{}", "--delay", "1s"]);
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    host.wait_for_log(
+        &format!("job_id={id} type=hello.later plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+    wait_until("the broken members are dead-lettered", WAIT, || {
+        dead_letters(&mut conn).len() == broken.len()
+    });
+    for dead in dead_letters(&mut conn) {
+        assert!(
+            dead["last_error"].contains("malformed delayed job"),
+            "{dead:?}"
+        );
+    }
+    let waiting: u64 = redis::cmd("ZCARD")
+        .arg(keys::DELAYED)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(waiting, 0);
+}
+
+#[test]
+fn a_delayed_set_of_another_type_is_reported_once_and_jobs_still_run() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("SET")
+        .arg(keys::DELAYED)
+        .arg("not a sorted set")
+        .query(&mut conn)
+        .unwrap();
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    host.wait_for_log("delayed jobs cannot move", WAIT);
+    let id = enqueue(&redis.url(), &["hello.now", "{}"]);
+    host.wait_for_log(
+        &format!("job_id={id} type=hello.now plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+    let log = host.log();
+    assert_eq!(log.matches("delayed jobs cannot move").count(), 1, "{log}");
+    assert!(!log.contains("Redis unreachable"), "not an outage: {log}");
+}
+
+#[test]
 fn expired_job_is_acknowledged_without_running() {
     let redis = RedisServer::start();
     let expires_in = Duration::from_millis(200);
