@@ -95,3 +95,49 @@ impl RedisPath {
         self.backoff.failed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error() -> BrokerError {
+        BrokerError::Url {
+            url: "redis://x".into(),
+            reason: "down".into(),
+        }
+    }
+
+    #[test]
+    fn the_host_is_healthy_only_while_consuming_and_no_path_fails() {
+        let metrics = Arc::new(Metrics::default());
+        let healthy = || metrics.healthy.load(Ordering::Relaxed);
+        let health = Health::new(metrics.clone());
+        let (mut reader, mut recorder) = (health.path("reader"), health.path("recorder"));
+        assert!(!healthy(), "not before consuming");
+        health.set_consuming(true);
+        assert!(healthy());
+        recorder.failed(&error());
+        assert!(!healthy(), "a failing recorder turns the host red");
+        reader.failed(&error());
+        recorder.ok();
+        assert!(!healthy(), "red while any path fails");
+        reader.ok();
+        assert!(healthy());
+        assert_eq!(metrics.redis_reconnects.load(Ordering::Relaxed), 1);
+        health.set_consuming(false);
+        assert!(!healthy());
+    }
+
+    #[test]
+    fn repeated_failures_of_one_path_count_once_and_back_off() {
+        let metrics = Arc::new(Metrics::default());
+        let health = Health::new(metrics.clone());
+        health.set_consuming(true);
+        let mut reader = health.path("reader");
+        let first = reader.failed(&error());
+        let second = reader.failed(&error());
+        assert!(second > first, "{second:?} after {first:?}");
+        reader.ok();
+        assert!(metrics.healthy.load(Ordering::Relaxed));
+    }
+}
