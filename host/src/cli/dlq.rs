@@ -180,18 +180,13 @@ fn print_full(job: &DeadJob) {
     }
 }
 
-/// `value` safe for a terminal: text as it is, but control characters and
-/// bytes that are not UTF-8 escaped (`\n`, `\x1b`, `\xff`).
+/// `value` safe for a terminal: text as it is, but control characters
+/// escaped as in the log (`\n`, `\u{1b}`) and bytes that are not UTF-8 as
+/// `\xff`.
 fn shown(value: &[u8]) -> String {
     let mut out = String::with_capacity(value.len());
     for chunk in value.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
+        out.push_str(&crate::logging::escape(chunk.valid()));
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02x}"));
         }
