@@ -18,6 +18,9 @@ pub const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Most delayed jobs moved to the stream in one call.
 const PROMOTE_BATCH: usize = 500;
 
+/// Reads and reclaims that leave an oversized entry's fields in Redis.
+pub(super) static READ_ENTRIES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("read_entries.lua")));
 static PROMOTE_DUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("promote_due.lua")));
 
@@ -41,13 +44,33 @@ impl Redis {
     }
 
     /// Reads up to `count` entries never delivered to any consumer, as
-    /// `consumer`, waiting up to [`READ_BLOCK`] when there are none.
+    /// `consumer`, waiting up to [`READ_BLOCK`] when there are none. An entry
+    /// larger than `largest` bytes comes with its size only (see
+    /// `read_entries.lua`), except that the wait for new entries (a blocking
+    /// XREADGROUP of one entry: a script cannot block) may bring one whole;
+    /// its fields are dropped as it is parsed.
     pub async fn read_new(
         &mut self,
         keys: &QueueKeys,
         consumer: &str,
         count: usize,
+        largest: usize,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        let screened: redis::Value = self
+            .invoke(
+                READ_ENTRIES
+                    .key(&keys.stream)
+                    .arg("new")
+                    .arg(&keys.group)
+                    .arg(consumer)
+                    .arg(count)
+                    .arg(largest),
+            )
+            .await?;
+        let deliveries = entries::screened_entries(screened, largest);
+        if !deliveries.is_empty() {
+            return Ok(deliveries);
+        }
         let reply: redis::Value = self
             .query(
                 redis::cmd("XREADGROUP")
@@ -55,7 +78,7 @@ impl Redis {
                     .arg(&keys.group)
                     .arg(consumer)
                     .arg("COUNT")
-                    .arg(count)
+                    .arg(1)
                     .arg("BLOCK")
                     .arg(READ_BLOCK.as_millis() as u64)
                     .arg("STREAMS")
@@ -63,7 +86,7 @@ impl Redis {
                     .arg(">"),
             )
             .await?;
-        Ok(entries::parse_read_reply(reply))
+        Ok(entries::parse_read_reply(reply, largest))
     }
 
     /// Moves due delayed jobs (retries, `--delay`) onto the stream; `None`

@@ -72,6 +72,9 @@ pub struct HostConfig {
     pub standby_generator: Option<GeneratorConfig>,
     /// An entry delivered more often than this without an ack is dead-lettered as poison.
     pub max_deliveries: u64,
+    /// Most bytes of entries held at once (read, running or being recorded);
+    /// at least [`crate::dispatch::largest_entry`] of `max_payload`.
+    pub max_held_bytes: usize,
 }
 
 /// Why the host could not start.
@@ -140,7 +143,12 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
-    let in_flight = InFlight::new(concurrency * config.prefetch.max(1), metrics.clone());
+    let largest = crate::dispatch::largest_entry(config.max_payload);
+    let in_flight = InFlight::new(
+        concurrency * config.prefetch.max(1),
+        config.max_held_bytes.max(largest),
+        metrics.clone(),
+    );
     let health = Health::new(metrics.clone());
 
     let http = match config.metrics_addr {
@@ -204,6 +212,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         pool: &pool,
         in_flight,
         claim_idle: config.claim_idle,
+        largest,
         metrics: metrics.clone(),
         health: health.path("reader"),
     };

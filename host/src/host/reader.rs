@@ -11,7 +11,7 @@ use crate::shutdown::Shutdown;
 
 use super::READ_BATCH;
 use super::health::RedisPath;
-use super::in_flight::{InFlight, Slot};
+use super::in_flight::{InFlight, Reservation, Slot};
 use super::pool::{Pool, Task};
 
 /// Feeds the job threads: reclaims stale entries now and then, reads new
@@ -24,6 +24,8 @@ pub(super) struct Reader<'a> {
     pub(super) pool: &'a Pool,
     pub(super) in_flight: InFlight,
     pub(super) claim_idle: Duration,
+    /// The largest entry read whole, in bytes ([`crate::dispatch::largest_entry`]).
+    pub(super) largest: usize,
     pub(super) metrics: Arc<Metrics>,
     pub(super) health: RedisPath,
 }
@@ -38,10 +40,17 @@ impl Reader<'_> {
                 slots = self.in_flight.free_slots(READ_BATCH) => slots,
                 _ = shutdown.wait() => break,
             };
+            // A read asks for no more entries than the budget has room for at
+            // the largest size: its reply cannot exceed the free budget.
+            let mut reservation = tokio::select! {
+                reservation = self.in_flight.reserve(self.largest, slots.len()) => reservation,
+                _ = shutdown.wait() => break,
+            };
+            slots.truncate(reservation.room_for(self.largest));
             if Instant::now() >= next_claim {
                 next_claim = Instant::now() + claim_every;
                 match self.reclaim(&mut cursor, slots.len()).await {
-                    Ok(claimed) => slots = self.submit(claimed, slots),
+                    Ok(claimed) => slots = self.submit(claimed, slots, &mut reservation),
                     Err(error) => {
                         if !self.back_off(&error, &mut shutdown).await {
                             break;
@@ -53,16 +62,20 @@ impl Reader<'_> {
                     continue;
                 }
             }
+            let count = slots.len().min(reservation.room_for(self.largest));
+            if count == 0 {
+                continue;
+            }
             // Not raced against shutdown: a read cut short could leave entries
             // delivered to this consumer that nobody runs until they are reclaimed.
             match self
                 .redis
-                .read_new(self.keys, self.consumer, slots.len())
+                .read_new(self.keys, self.consumer, count, self.largest)
                 .await
             {
                 Ok(deliveries) => {
                     self.health.ok();
-                    self.submit(deliveries, slots);
+                    self.submit(deliveries, slots, &mut reservation);
                 }
                 Err(error) => {
                     if !self.back_off(&error, &mut shutdown).await {
@@ -82,7 +95,14 @@ impl Reader<'_> {
     ) -> Result<Vec<Delivery>, BrokerError> {
         let claimed = self
             .redis
-            .claim_stale(self.keys, self.consumer, self.claim_idle, cursor, count)
+            .claim_stale(
+                self.keys,
+                self.consumer,
+                self.claim_idle,
+                cursor,
+                count,
+                self.largest,
+            )
             .await?;
         if !claimed.is_empty() {
             self.metrics
@@ -104,13 +124,22 @@ impl Reader<'_> {
         Ok(claimed)
     }
 
-    /// Hands deliveries to the pool, one slot each; returns the unused slots.
-    fn submit(&self, deliveries: Vec<Delivery>, mut slots: Vec<Slot>) -> Vec<Slot> {
+    /// Hands deliveries to the pool, one slot and their bytes of the
+    /// reservation each; returns the unused slots.
+    fn submit(
+        &self,
+        deliveries: Vec<Delivery>,
+        mut slots: Vec<Slot>,
+        reservation: &mut Reservation,
+    ) -> Vec<Slot> {
         for delivery in deliveries {
             let Some(slot) = slots.pop() else {
                 break;
             };
-            match self.in_flight.hold(&delivery.entry_id, slot) {
+            match self
+                .in_flight
+                .hold(&delivery.entry_id, slot, reservation, delivery.bytes)
+            {
                 Ok(held) => {
                     self.pool.submit(Task { delivery, held });
                 }
