@@ -18,7 +18,7 @@ local largest = tonumber(ARGV[5])
 local function screen(entries)
   local out = {}
   for _, entry in ipairs(entries) do
-    local fields = entry[2]
+    local fields = type(entry) == 'table' and entry[2]
     if type(fields) == 'table' then
       local size = 0
       for i = 1, #fields do
