@@ -749,3 +749,31 @@ fn the_host_never_holds_more_entry_bytes_than_max_held_bytes() {
         host.metric("jobhost_held_bytes") == Some(0.0)
     });
 }
+
+#[test]
+fn a_budget_below_the_largest_entry_is_refused_in_one_line() {
+    let plugins = PluginDir::with(&["hello"]);
+    let dir = plugins.path().to_str().unwrap();
+    let out = jobhost(&["run", "--plugins", dir, "--max-held-bytes", "1000000"]);
+    let error = one_line_error(&out);
+    assert!(
+        error.contains(
+            "--max-held-bytes 1000000 is below the largest entry the host takes: 1114112 bytes"
+        ),
+        "{error}"
+    );
+    // --print-config shows any value; only running checks it.
+    let out = jobhost(&[
+        "run",
+        "--plugins",
+        dir,
+        "--max-held-bytes",
+        "1000000",
+        "--print-config",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

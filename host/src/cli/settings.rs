@@ -115,14 +115,6 @@ impl RunSettings {
     /// The host's configuration from these settings and the queue's.
     pub fn host_config(self, queue: &QueueArgs) -> anyhow::Result<HostConfig> {
         let settings = self.resolve();
-        let largest = crate::dispatch::largest_entry(settings.max_payload);
-        anyhow::ensure!(
-            settings.max_held_bytes >= largest,
-            "--max-held-bytes {} is below the largest entry the host takes: {largest} bytes (--max-payload {} plus {} for the other fields)",
-            settings.max_held_bytes,
-            settings.max_payload,
-            crate::dispatch::ENTRY_ALLOWANCE
-        );
         let standby_generator = if settings.standby_generator {
             Some(GeneratorConfig {
                 job_type: JobType::parse(&settings.generate_type)?,

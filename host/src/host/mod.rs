@@ -88,6 +88,11 @@ pub enum HostError {
     Broker(#[from] BrokerError),
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics { addr: String, error: std::io::Error },
+    #[error(
+        "--max-held-bytes {budget} is below the largest entry the host takes: {largest} bytes (--max-payload plus {} for the other fields)",
+        crate::dispatch::ENTRY_ALLOWANCE
+    )]
+    Budget { budget: usize, largest: usize },
 }
 
 /// Most entries read in one XREADGROUP.
@@ -108,6 +113,14 @@ pub fn default_consumer_name() -> String {
 
 /// Runs the host until `shutdown` triggers, then lets in-flight jobs finish.
 pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError> {
+    // Checked here, not with the settings: `--print-config` shows any value.
+    let largest = crate::dispatch::largest_entry(config.max_payload);
+    if config.max_held_bytes < largest {
+        return Err(HostError::Budget {
+            budget: config.max_held_bytes,
+            largest,
+        });
+    }
     let concurrency = config.concurrency.max(1);
     let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
         .map_err(|e| HostError::Runtime(e.to_string()))?;
@@ -143,10 +156,9 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
-    let largest = crate::dispatch::largest_entry(config.max_payload);
     let in_flight = InFlight::new(
         concurrency * config.prefetch.max(1),
-        config.max_held_bytes.max(largest),
+        config.max_held_bytes,
         metrics.clone(),
     );
     let health = Health::new(metrics.clone());
