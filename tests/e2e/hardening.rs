@@ -777,3 +777,36 @@ fn a_budget_below_the_largest_entry_is_refused_in_one_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn oversized_entries_in_a_stream_small_enough_to_read_unscreened_are_dead_lettered_in_place_too() {
+    // 3 × 4 MiB: under the 16 largest entries up to which reads skip the
+    // screening script, so they arrive whole and are dropped as parsed.
+    const BYTES: usize = 4 * MIB;
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let ids: Vec<String> = (0..3)
+        .map(|i| xadd_payload(&mut conn, "hello.batch", &hostile_payload(i, BYTES)))
+        .collect();
+    hello_jobs(&mut conn, 0);
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), HOST_ARGS);
+    wait_until("every job is recorded", WAIT, || {
+        done_count(&mut conn) == NEIGHBOURS as u64 && counter(&mut conn, "dead") == 3
+    });
+    let dead = dlq_entries(&mut conn);
+    assert_eq!(dead.len(), 3, "{}", host.tail());
+    for (index, fields) in dead.iter().enumerate() {
+        assert_eq!(value(fields, "original_id"), ids[index].as_bytes());
+        assert!(value(fields, "payload") == hostile_payload(index, BYTES).as_slice());
+        assert!(
+            String::from_utf8_lossy(value(fields, "last_error")).starts_with(&format!(
+                "entry of {} bytes exceeds the largest",
+                BYTES + 55
+            )),
+            "{}",
+            String::from_utf8_lossy(value(fields, "last_error"))
+        );
+    }
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+}

@@ -73,6 +73,11 @@ impl Delivery {
         }
     }
 
+    /// Whether only the entry's size was kept: it is larger than the host takes.
+    pub fn is_oversized(&self) -> bool {
+        matches!(self.job, Err(Unfit::Oversized { .. }))
+    }
+
     fn oversized(entry_id: String, bytes: usize, largest: usize, values: usize) -> Self {
         Delivery {
             entry_id,

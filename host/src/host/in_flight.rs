@@ -143,6 +143,11 @@ impl InFlight {
 }
 
 impl Reservation {
+    /// The bytes still reserved.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// How many more entries of `largest` bytes fit.
     pub(super) fn room_for(&self, largest: usize) -> usize {
         self.bytes / largest.max(1)

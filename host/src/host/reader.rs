@@ -14,6 +14,15 @@ use super::health::RedisPath;
 use super::in_flight::{InFlight, Reservation, Slot};
 use super::pool::{Pool, Task};
 
+/// A read without the screening script (a plain XREADGROUP) is made only
+/// while the whole stream, as Redis stores it, is at most this many of the
+/// largest entries: no entry it brings can be much larger than the largest.
+const PLAIN_READ_LARGEST: usize = 16;
+/// Per entry read, room for what a stream stores smaller than it sends:
+/// field names shared with the first entry of their node (under 4 KiB, the
+/// node's size), and integers.
+const ENTRY_SLACK: usize = 4096;
+
 /// Feeds the job threads: reclaims stale entries now and then, reads new
 /// ones while there are free slots, until shutdown.
 pub(super) struct Reader<'a> {
@@ -35,6 +44,8 @@ impl Reader<'_> {
         let claim_every = self.claim_idle / 2;
         let mut next_claim = Instant::now();
         let mut cursor = ClaimCursor::default();
+        // An oversized entry came in the last read: screen the next too.
+        let mut oversized = false;
         while !shutdown.is_triggered() {
             let mut slots = tokio::select! {
                 slots = self.in_flight.free_slots(READ_BATCH) => slots,
@@ -66,15 +77,17 @@ impl Reader<'_> {
             if count == 0 {
                 continue;
             }
+            let screened = oversized || !self.plain_read_fits(count, reservation.bytes()).await;
             // Not raced against shutdown: a read cut short could leave entries
             // delivered to this consumer that nobody runs until they are reclaimed.
             match self
                 .redis
-                .read_new(self.keys, self.consumer, count, self.largest)
+                .read_new(self.keys, self.consumer, count, self.largest, screened)
                 .await
             {
                 Ok(deliveries) => {
                     self.health.ok();
+                    oversized = deliveries.iter().any(Delivery::is_oversized);
                     self.submit(deliveries, slots, &mut reservation);
                 }
                 Err(error) => {
@@ -83,6 +96,25 @@ impl Reader<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether a plain read of `count` entries cannot bring more than `room`
+    /// bytes, nor an entry much larger than the largest: the stream is small.
+    /// Entries written between this check and the read (one round trip) are
+    /// not covered; a read that brings an oversized one makes the next read
+    /// screened. Screening costs Redis about twice the work of a plain read,
+    /// so it is kept for a stream too large to be read unseen.
+    async fn plain_read_fits(&mut self, count: usize, room: usize) -> bool {
+        let cap = room.min(PLAIN_READ_LARGEST.saturating_mul(self.largest));
+        match self.redis.stream_bytes(self.keys).await {
+            Ok(bytes) => usize::try_from(bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_add(count.saturating_mul(ENTRY_SLACK))
+                .le(&cap),
+            // Refused (an ACL without MEMORY) or Redis away: the screened read
+            // is right either way, and reports the error.
+            Err(_) => false,
         }
     }
 
