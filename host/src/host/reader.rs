@@ -14,10 +14,6 @@ use super::health::RedisPath;
 use super::in_flight::{InFlight, Reservation, Slot};
 use super::pool::{Pool, Task};
 
-/// A read without the screening script (a plain XREADGROUP) is made only
-/// while the whole stream, as Redis stores it, is at most this many of the
-/// largest entries: no entry it brings can be much larger than the largest.
-const PLAIN_READ_LARGEST: usize = 16;
 /// Per entry read, room for what a stream stores smaller than it sends:
 /// field names shared with the first entry of their node (under 4 KiB, the
 /// node's size), and integers.
@@ -100,13 +96,14 @@ impl Reader<'_> {
     }
 
     /// Whether a plain read of `count` entries cannot bring more than `room`
-    /// bytes, nor an entry much larger than the largest: the stream is small.
-    /// Entries written between this check and the read (one round trip) are
-    /// not covered; a read that brings an oversized one makes the next read
-    /// screened. Screening costs Redis about twice the work of a plain read,
-    /// so it is kept for a stream too large to be read unseen.
+    /// bytes (this read's share of the budget): the whole stream, as Redis
+    /// stores it, fits in it. Entries written between this check and the read
+    /// (one round trip) are not covered; a read that brings an oversized one
+    /// makes the next read screened. Screening costs Redis about twice the
+    /// work of a plain read, so it is kept for a stream larger than the room:
+    /// the only one a plain read could overfill the budget from.
     async fn plain_read_fits(&mut self, count: usize, room: usize) -> bool {
-        let cap = room.min(PLAIN_READ_LARGEST.saturating_mul(self.largest));
+        let cap = room;
         match self.redis.stream_bytes(self.keys).await {
             Ok(bytes) => usize::try_from(bytes)
                 .unwrap_or(usize::MAX)
