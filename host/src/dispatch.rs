@@ -9,6 +9,17 @@ use crate::envelope::{Envelope, now_ms, now_us};
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
 
+/// Room an entry gets beside its payload, for its other fields (type, ids,
+/// times, trace id, reply key), as the largest entry a host takes.
+pub const ENTRY_ALLOWANCE: usize = 64 << 10;
+
+/// The largest entry, in bytes of field names and values, a host with this
+/// `--max-payload` reads whole; a larger one is dead-lettered without its
+/// fields ever reaching the host.
+pub fn largest_entry(max_payload: usize) -> usize {
+    max_payload.saturating_add(ENTRY_ALLOWANCE)
+}
+
 /// A delivery and what became of it, waiting to be recorded.
 #[derive(Debug)]
 pub struct Finished {
@@ -71,9 +82,10 @@ impl Dispatcher {
         let produced_at_us = delivery.job.as_ref().ok().map(Envelope::produced_at_us);
         let waited = produced_at_us.map(|us| Duration::from_micros(now_us().saturating_sub(us)));
         let (outcome, plugin) = match &delivery.job {
-            Err(malformed) => (
+            // Malformed, or too large to have been read whole.
+            Err(unfit) => (
                 Outcome::Dead {
-                    reason: format!("malformed entry: {}", malformed.error),
+                    reason: unfit.to_string(),
                 },
                 None,
             ),

@@ -121,6 +121,7 @@ pub struct Metrics {
     durations: Mutex<BTreeMap<String, Histogram>>,
     queue_wait: Mutex<Histogram>,
     pub in_flight: AtomicU64,
+    pub held_bytes: AtomicU64,
     pub retries: AtomicU64,
     pub dlq_writes: AtomicU64,
     pub expired: AtomicU64,
@@ -220,12 +221,18 @@ impl Metrics {
             "",
             &WAIT_BUCKETS,
         );
-        let simple: [(&str, &str, &str, &AtomicU64); 8] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 9] = [
             (
                 "jobhost_jobs_in_flight",
                 "gauge",
                 "Jobs read and not yet recorded.",
                 &self.in_flight,
+            ),
+            (
+                "jobhost_held_bytes",
+                "gauge",
+                "Bytes of the entries held (read and not yet recorded), within --max-held-bytes.",
+                &self.held_bytes,
             ),
             (
                 "jobhost_retries_total",

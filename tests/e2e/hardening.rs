@@ -561,3 +561,252 @@ fn the_readme_commands_and_ci_run_the_setup_before_anything_else() {
         );
     }
 }
+
+const MIB: usize = 1 << 20;
+/// Of the hostile case in issue #14: 20 entries of 20 MiB.
+const HOSTILE: usize = 20;
+const HOSTILE_BYTES: usize = 20 * MIB;
+
+/// A raw XADD of a job whose payload is `payload`, bytes as they are.
+fn xadd_payload(conn: &mut redis::Connection, job_type: &str, payload: &[u8]) -> String {
+    redis::cmd("XADD")
+        .arg(keys::STREAM)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("type")
+        .arg(job_type)
+        .arg("payload")
+        .arg(payload)
+        .arg("produced_at")
+        .arg("2026-11-24T10:00:00Z")
+        .query(conn)
+        .expect("XADD")
+}
+
+/// An entry's fields, bytes as they are.
+type Fields = Vec<(String, Vec<u8>)>;
+
+/// Every DLQ entry's fields, read one at a time (each may be 20 MiB).
+fn dlq_entries(conn: &mut redis::Connection) -> Vec<Fields> {
+    let mut found = Vec::new();
+    let mut from = "-".to_owned();
+    loop {
+        let reply: Vec<(String, Fields)> = redis::cmd("XRANGE")
+            .arg(keys::DLQ)
+            .arg(&from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query(conn)
+            .expect("XRANGE");
+        let Some((id, fields)) = reply.into_iter().next() else {
+            return found;
+        };
+        from = format!("({id}");
+        found.push(fields);
+    }
+}
+
+fn value<'f>(fields: &'f [(String, Vec<u8>)], name: &str) -> &'f [u8] {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or_else(|| panic!("no field {name}"))
+}
+
+/// A payload of `len` bytes that differs per `index`, so a DLQ entry can only
+/// match its own original.
+fn hostile_payload(index: usize, len: usize) -> Vec<u8> {
+    let mut payload = vec![b'a' + (index % 26) as u8; len];
+    payload[..8].copy_from_slice(format!("{index:08}").as_bytes());
+    payload
+}
+
+/// Peak RSS of a host that dead-letters 20 entries of 20 MiB: the host
+/// itself (wasmtime, the compiled plugin, buffers) is some tens of MiB in a
+/// debug build; the budget (at most `--max-held-bytes` of entries, none of
+/// the oversized ones' bytes) adds little, and the wait for new entries may
+/// bring one oversized entry whole (redis client buffer plus the parsed reply,
+/// about 2.5 × 20 MiB) before it is dropped. Before the budget the host held
+/// every entry of a read at once and copied each into its DLQ write: ~680 MiB.
+const PEAK_RSS_BOUND_KIB: u64 = 200 * 1024;
+
+#[test]
+fn hostile_oversized_entries_are_dead_lettered_in_place_and_the_hosts_peak_rss_stays_bounded() {
+    // The default budget (256 MiB), and one barely above the largest entry.
+    for budget in [None, Some("1200000")] {
+        let redis = RedisServer::start();
+        let mut conn = redis.connection();
+        let plugins = PluginDir::with(&["hello"]);
+        let mut args = HOST_ARGS.to_vec();
+        if let Some(budget) = budget {
+            args.extend(["--max-held-bytes", budget]);
+        }
+        // Started first: the oversized entries arrive while it waits for new ones.
+        let host = Host::start(&redis.url(), plugins.path(), &args);
+        hello_jobs(&mut conn, 0);
+        let hostile: Vec<String> = (0..HOSTILE)
+            .map(|i| xadd_payload(&mut conn, "hello.batch", &hostile_payload(i, HOSTILE_BYTES)))
+            .collect();
+        hello_jobs(&mut conn, NEIGHBOURS);
+        wait_until("every job is recorded", WAIT, || {
+            done_count(&mut conn) == 2 * NEIGHBOURS as u64
+                && counter(&mut conn, "dead") == HOSTILE as u64
+        });
+        let peak = host.status_kib("VmHWM").expect("the host runs");
+        assert!(
+            peak < PEAK_RSS_BOUND_KIB,
+            "budget {budget:?}: peak RSS {peak} KiB, bound {PEAK_RSS_BOUND_KIB} KiB"
+        );
+        eprintln!(
+            "budget {budget:?}: host peak RSS (VmHWM) {} MiB",
+            peak / 1024
+        );
+
+        let dead = dlq_entries(&mut conn);
+        assert_eq!(dead.len(), HOSTILE, "{}", host.tail());
+        for fields in &dead {
+            let original = String::from_utf8(value(fields, "original_id").to_vec()).unwrap();
+            let index = hostile
+                .iter()
+                .position(|id| *id == original)
+                .unwrap_or_else(|| panic!("{original} is no hostile entry"));
+            assert!(
+                value(fields, "payload") == hostile_payload(index, HOSTILE_BYTES).as_slice(),
+                "the DLQ entry of {original} holds its whole payload"
+            );
+            assert_eq!(value(fields, "type"), b"hello.batch");
+            assert_eq!(value(fields, "original_stream"), keys::STREAM.as_bytes());
+            assert_eq!(value(fields, "consumer_group"), keys::GROUP.as_bytes());
+            assert_eq!(value(fields, "total_attempts"), b"1");
+            assert_eq!(value(fields, "replay_count"), b"0");
+            let error = String::from_utf8_lossy(value(fields, "last_error")).into_owned();
+            assert_eq!(
+                error,
+                format!(
+                    "entry of {} bytes exceeds the largest the host takes ({} bytes)",
+                    HOSTILE_BYTES + 55,
+                    MIB + 64 * 1024
+                )
+            );
+        }
+        assert!(
+            entries(&mut conn, keys::STREAM).is_empty(),
+            "every entry is deleted"
+        );
+        assert_eq!(pending_count(&mut conn), 0);
+    }
+}
+
+#[test]
+fn the_host_never_holds_more_entry_bytes_than_max_held_bytes() {
+    const BUDGET: usize = 3 * MIB;
+    const JOBS: usize = 12;
+    // 1 MB entries, each a 100 ms sleep: the job threads hold them long
+    // enough for every read to find the budget taken.
+    let mut payload = b"100".to_vec();
+    payload.resize(1_000_000, b' ');
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    for _ in 0..JOBS {
+        xadd_payload(&mut conn, "test.sleep", &payload);
+    }
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::builder(&redis.url(), plugins.path())
+        .args(&[
+            "--concurrency",
+            "2",
+            "--max-held-bytes",
+            &BUDGET.to_string(),
+        ])
+        .metrics()
+        .start();
+    let (mut held_max, mut in_flight_max) = (0.0f64, 0.0f64);
+    wait_until("every job is done", WAIT, || {
+        let held = host
+            .metric("jobhost_held_bytes")
+            .expect("the held-bytes gauge");
+        let in_flight = host
+            .metric("jobhost_jobs_in_flight")
+            .expect("the in-flight gauge");
+        held_max = held_max.max(held);
+        in_flight_max = in_flight_max.max(in_flight);
+        done_count(&mut conn) == JOBS as u64
+    });
+    assert!(held_max <= BUDGET as f64, "held up to {held_max} bytes");
+    assert!(
+        held_max >= 1_000_000.0,
+        "an entry was seen held: {held_max}"
+    );
+    // Room for three 1 MB entries in 3 MiB, not for the prefetch's 128.
+    assert!(
+        in_flight_max <= 3.0,
+        "{in_flight_max} jobs in flight at once"
+    );
+    wait_until("the host holds nothing once all is recorded", WAIT, || {
+        host.metric("jobhost_held_bytes") == Some(0.0)
+    });
+}
+
+#[test]
+fn a_budget_below_the_largest_entry_is_refused_in_one_line() {
+    let plugins = PluginDir::with(&["hello"]);
+    let dir = plugins.path().to_str().unwrap();
+    let out = jobhost(&["run", "--plugins", dir, "--max-held-bytes", "1000000"]);
+    let error = one_line_error(&out);
+    assert!(
+        error.contains(
+            "--max-held-bytes 1000000 is below the largest entry the host takes: 1114112 bytes"
+        ),
+        "{error}"
+    );
+    // --print-config shows any value; only running checks it.
+    let out = jobhost(&[
+        "run",
+        "--plugins",
+        dir,
+        "--max-held-bytes",
+        "1000000",
+        "--print-config",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn oversized_entries_in_a_stream_small_enough_to_read_unscreened_are_dead_lettered_in_place_too() {
+    // 3 × 4 MiB: under the 16 largest entries up to which reads skip the
+    // screening script, so they arrive whole and are dropped as parsed.
+    const BYTES: usize = 4 * MIB;
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let ids: Vec<String> = (0..3)
+        .map(|i| xadd_payload(&mut conn, "hello.batch", &hostile_payload(i, BYTES)))
+        .collect();
+    hello_jobs(&mut conn, 0);
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), HOST_ARGS);
+    wait_until("every job is recorded", WAIT, || {
+        done_count(&mut conn) == NEIGHBOURS as u64 && counter(&mut conn, "dead") == 3
+    });
+    let dead = dlq_entries(&mut conn);
+    assert_eq!(dead.len(), 3, "{}", host.tail());
+    for (index, fields) in dead.iter().enumerate() {
+        assert_eq!(value(fields, "original_id"), ids[index].as_bytes());
+        assert!(value(fields, "payload") == hostile_payload(index, BYTES).as_slice());
+        assert!(
+            String::from_utf8_lossy(value(fields, "last_error")).starts_with(&format!(
+                "entry of {} bytes exceeds the largest",
+                BYTES + 55
+            )),
+            "{}",
+            String::from_utf8_lossy(value(fields, "last_error"))
+        );
+    }
+    assert!(entries(&mut conn, keys::STREAM).is_empty());
+}

@@ -139,6 +139,21 @@ impl Host {
         self.metrics_port
     }
 
+    /// An unlabelled sample of `/metrics` (a gauge or counter); `None` when
+    /// the host serves no metrics or not that one.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let port = self.metrics_port?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.lines().find_map(|line| {
+            let (series, value) = line.split_once(' ')?;
+            (series == name).then(|| value.trim().parse().ok())?
+        })
+    }
+
     /// Whether the process has exited (or died), as `/proc` sees it; unlike
     /// [`Host::wait_exit`] it needs no `&mut` and collects nothing.
     pub fn exited(&self) -> bool {

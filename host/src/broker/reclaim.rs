@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use redis::{Script, Value};
 
-use super::entries::{Delivery, parse_entries, text};
+use super::consume::READ_ENTRIES;
+use super::entries::{Delivery, screened_entries, text};
 use super::{BrokerError, Redis};
 use crate::keys::QueueKeys;
 
@@ -37,8 +38,9 @@ pub struct ConsumerStats {
 
 impl Redis {
     /// Claims for `consumer` up to `count` entries idle for longer than
-    /// `min_idle`, from any consumer (XAUTOCLAIM), with how often each has now
-    /// been delivered.
+    /// `min_idle`, from any consumer (XAUTOCLAIM, in `read_entries.lua`: an
+    /// entry larger than `largest` bytes comes with its size only), with how
+    /// often each has now been delivered.
     pub async fn claim_stale(
         &mut self,
         keys: &QueueKeys,
@@ -46,17 +48,19 @@ impl Redis {
         min_idle: Duration,
         cursor: &mut ClaimCursor,
         count: usize,
+        largest: usize,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let reply: Value = self
-            .query(
-                redis::cmd("XAUTOCLAIM")
-                    .arg(&keys.stream)
+            .invoke(
+                READ_ENTRIES
+                    .key(&keys.stream)
+                    .arg("stale")
                     .arg(&keys.group)
                     .arg(consumer)
+                    .arg(count)
+                    .arg(largest)
                     .arg(min_idle.as_millis() as u64)
-                    .arg(&cursor.0)
-                    .arg("COUNT")
-                    .arg(count),
+                    .arg(&cursor.0),
             )
             .await?;
         let Value::Array(mut parts) = reply else {
@@ -67,7 +71,7 @@ impl Redis {
         }
         let entries = parts.remove(1);
         cursor.0 = text(parts.remove(0)).unwrap_or_else(|| "0-0".to_owned());
-        let mut claimed = parse_entries(entries);
+        let mut claimed = screened_entries(entries, largest);
         if claimed.is_empty() {
             return Ok(claimed);
         }

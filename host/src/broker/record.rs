@@ -8,7 +8,7 @@ use crate::envelope::{Envelope, field, now_rfc3339};
 use crate::keys::QueueKeys;
 use crate::outcome::Outcome;
 
-use super::entries::Delivery;
+use super::entries::{Delivery, Unfit};
 use super::{BrokerError, Redis};
 
 static RECORD_OUTCOMES: LazyLock<Script> =
@@ -161,6 +161,31 @@ impl Record<'_> {
         cmd.arg(action).arg(args.len()).arg(args);
     }
 
+    /// The fields a DLQ entry gets beside the job's own.
+    fn push_enrichment(
+        &self,
+        args: &mut Vec<Vec<u8>>,
+        keys: &QueueKeys,
+        reason: &str,
+        attempts: u32,
+        replays: u32,
+    ) {
+        let last_error: String = reason.chars().take(MAX_ERROR_CHARS).collect();
+        let enrichment = [
+            ("original_id", self.delivery.entry_id.clone()),
+            ("original_stream", keys.stream.clone()),
+            ("failed_at", now_rfc3339()),
+            ("total_attempts", attempts.to_string()),
+            ("last_error", last_error),
+            ("consumer_group", keys.group.clone()),
+            (field::REPLAY_COUNT, replays.to_string()),
+        ];
+        for (name, value) in enrichment {
+            args.push(name.as_bytes().to_vec());
+            args.push(value.into_bytes());
+        }
+    }
+
     /// The action and its arguments.
     fn action(&self, keys: &QueueKeys) -> (&'static str, Vec<Vec<u8>>) {
         let mut args: Vec<Vec<u8>> = Vec::new();
@@ -190,6 +215,12 @@ impl Record<'_> {
                 args.push(super::delayed::member(&next));
                 ("retry", args)
             }
+            (Outcome::Dead { reason }, Err(Unfit::Oversized { values, .. })) => {
+                // Its fields never reached this host: the script copies them.
+                text(&values.to_string());
+                self.push_enrichment(&mut args, keys, reason, 1, 0);
+                ("dead-in-place", args)
+            }
             (Outcome::Dead { reason }, job) => {
                 let (fields, attempts, replays) = match job {
                     Ok(job) => (
@@ -200,26 +231,14 @@ impl Record<'_> {
                         job.attempt,
                         job.replay_count,
                     ),
-                    Err(malformed) => (malformed.fields.clone(), 0, 0),
+                    Err(Unfit::Malformed(malformed)) => (malformed.fields.clone(), 0, 0),
+                    Err(Unfit::Oversized { .. }) => (Vec::new(), 0, 0),
                 };
                 for (name, value) in fields.into_iter().filter(|(k, _)| k != field::REPLAY_COUNT) {
                     args.push(name.into_bytes());
                     args.push(value);
                 }
-                let last_error: String = reason.chars().take(MAX_ERROR_CHARS).collect();
-                let enrichment = [
-                    ("original_id", self.delivery.entry_id.clone()),
-                    ("original_stream", keys.stream.clone()),
-                    ("failed_at", now_rfc3339()),
-                    ("total_attempts", attempts.to_string()),
-                    ("last_error", last_error),
-                    ("consumer_group", keys.group.clone()),
-                    (field::REPLAY_COUNT, replays.to_string()),
-                ];
-                for (name, value) in enrichment {
-                    args.push(name.as_bytes().to_vec());
-                    args.push(value.into_bytes());
-                }
+                self.push_enrichment(&mut args, keys, reason, attempts, replays);
                 ("dead", args)
             }
             // Expired jobs, and the impossible pairing of a malformed entry with
@@ -241,6 +260,7 @@ mod tests {
             entry_id: "1-0".into(),
             job: Ok(job.clone()),
             deliveries: 1,
+            bytes: 0,
         };
         let outcome = Outcome::Done {
             output: b"out".to_vec(),

@@ -10,6 +10,11 @@
 --   "retry" due time (ms since epoch), the next attempt's fields as one delayed-set
 --           member (a MessagePack array, see delayed.rs)
 --   "dead"  the dead-letter entry's fields (k, v, ...)
+--   "dead-in-place" an entry too large for the host, whose fields never left
+--           Redis: how many field names and values it has, then the fields
+--           added beside its own (k, v, ...); its own are copied from the
+--           stream (XRANGE), total_attempts and replay_count taken from its
+--           attempt and replay_count when they are counts
 --   "ack"   none (expired jobs)
 --
 -- Guarantee: each entry is acknowledged and deleted together with its
@@ -40,6 +45,8 @@ local MAX_FIELD_ARGS = 7000
 
 local group, n = ARGV[1], tonumber(ARGV[2])
 local NAMES = { zset = 'sorted set' }
+-- The counter and reply outcome of an action, where it is not the action's name.
+local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead' }
 
 -- Why `key` cannot take a write of `kind` ('stream', 'zset', 'hash'), or
 -- false when it can. A missing key is created by the write.
@@ -73,6 +80,32 @@ local function fields_problem(count)
     return 'cannot take an entry of ' .. tostring(count) .. ' field values'
   end
   return false
+end
+
+-- The DLQ entry of a "dead-in-place" record: the entry's own fields but
+-- replay_count, then ARGV[from..to]. An entry deleted meanwhile adds none.
+local COUNT_OF = { total_attempts = 'attempt', replay_count = 'replay_count' }
+local function fields_in_place(entry, from, to)
+  local out, own = {}, {}
+  local found = redis.call('XRANGE', KEYS[1], entry, entry)[1]
+  if found then
+    local fields = found[2]
+    for i = 1, #fields, 2 do
+      own[fields[i]] = fields[i + 1]
+      if fields[i] ~= 'replay_count' then
+        out[#out + 1], out[#out + 2] = fields[i], fields[i + 1]
+      end
+    end
+  end
+  for i = from, to, 2 do
+    local name, value = ARGV[i], ARGV[i + 1]
+    local counted = COUNT_OF[name] and own[COUNT_OF[name]]
+    if counted and #counted <= 10 and counted:match('^%d+$') then
+      value = counted
+    end
+    out[#out + 1], out[#out + 2] = name, value
+  end
+  return out
 end
 
 local function push(list, entry, key, why)
@@ -112,6 +145,10 @@ for i = 1, n do
   elseif action == 'dead' then
     key = KEYS[3]
     problem = fields_problem(nargs) or problem_of(key, 'stream')
+  elseif action == 'dead-in-place' then
+    key = KEYS[3]
+    -- Stream entries never change: the count read with its size still holds.
+    problem = fields_problem((tonumber(ARGV[first]) or -1) + nargs - 1) or problem_of(key, 'stream')
   end
   if problem then
     hold[i] = true
@@ -120,7 +157,7 @@ for i = 1, n do
       push(held, entry, key, problem)
     end
   else
-    local outcome = action == 'ack' and 'expired' or action
+    local outcome = OUTCOME_OF[action] or action
     possible[outcome] = (possible[outcome] or 0) + 1
   end
 end
@@ -168,7 +205,7 @@ for i = 1, n do
   if not hold[i] and redis.call('XACK', KEYS[1], group, entry) == 1 then
     recorded = recorded + 1
     acked[recorded] = entry
-    local outcome = action == 'ack' and 'expired' or action
+    local outcome = OUTCOME_OF[action] or action
     counts[outcome] = (counts[outcome] or 0) + 1
     if reply > 0 and action ~= 'retry' then
       local state = reply_state[reply]
@@ -189,6 +226,8 @@ for i = 1, n do
       redis.call('ZADD', KEYS[2], ARGV[first], ARGV[first + 1])
     elseif action == 'dead' then
       redis.call('XADD', KEYS[3], '*', unpack(ARGV, first, first + nargs - 1))
+    elseif action == 'dead-in-place' then
+      redis.call('XADD', KEYS[3], '*', unpack(fields_in_place(entry, first + 1, first + nargs - 1)))
     end
   end
 end

@@ -56,6 +56,10 @@ pub struct RunSettings {
     /// Largest payload run, in bytes; larger jobs are dead-lettered.
     #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = super::enqueue::MAX_PAYLOAD_BYTES)]
     pub max_payload: usize,
+    /// Most bytes of entries held at once (read, running, being recorded);
+    /// at least --max-payload plus 64 KiB.
+    #[arg(long, value_name = "BYTES", env = "JOBHOST_MAX_HELD_BYTES", default_value_t = 256 << 20)]
+    pub max_held_bytes: usize,
     /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/jobhost or ~/.cache/jobhost].
     #[arg(long, value_name = "DIR", env = env::CACHE_DIR)]
     pub cache_dir: Option<PathBuf>,
@@ -143,6 +147,7 @@ impl RunSettings {
             standby_generator,
             cache_dir: settings.cache_dir,
             max_deliveries: settings.max_deliveries.max(1),
+            max_held_bytes: settings.max_held_bytes,
         })
     }
 }
@@ -212,5 +217,6 @@ mod tests {
         assert_eq!(config.max_payload, super::super::enqueue::MAX_PAYLOAD_BYTES);
         assert!(config.concurrency >= 1);
         assert!(config.standby_generator.is_none());
+        assert_eq!(config.max_held_bytes, 256 << 20);
     }
 }

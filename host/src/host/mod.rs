@@ -72,6 +72,9 @@ pub struct HostConfig {
     pub standby_generator: Option<GeneratorConfig>,
     /// An entry delivered more often than this without an ack is dead-lettered as poison.
     pub max_deliveries: u64,
+    /// Most bytes of entries held at once (read, running or being recorded);
+    /// at least [`crate::dispatch::largest_entry`] of `max_payload`.
+    pub max_held_bytes: usize,
 }
 
 /// Why the host could not start.
@@ -85,6 +88,11 @@ pub enum HostError {
     Broker(#[from] BrokerError),
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics { addr: String, error: std::io::Error },
+    #[error(
+        "--max-held-bytes {budget} is below the largest entry the host takes: {largest} bytes (--max-payload plus {} for the other fields)",
+        crate::dispatch::ENTRY_ALLOWANCE
+    )]
+    Budget { budget: usize, largest: usize },
 }
 
 /// Most entries read in one XREADGROUP.
@@ -105,6 +113,14 @@ pub fn default_consumer_name() -> String {
 
 /// Runs the host until `shutdown` triggers, then lets in-flight jobs finish.
 pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError> {
+    // Checked here, not with the settings: `--print-config` shows any value.
+    let largest = crate::dispatch::largest_entry(config.max_payload);
+    if config.max_held_bytes < largest {
+        return Err(HostError::Budget {
+            budget: config.max_held_bytes,
+            largest,
+        });
+    }
     let concurrency = config.concurrency.max(1);
     let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
         .map_err(|e| HostError::Runtime(e.to_string()))?;
@@ -140,7 +156,11 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
-    let in_flight = InFlight::new(concurrency * config.prefetch.max(1), metrics.clone());
+    let in_flight = InFlight::new(
+        concurrency * config.prefetch.max(1),
+        config.max_held_bytes,
+        metrics.clone(),
+    );
     let health = Health::new(metrics.clone());
 
     let http = match config.metrics_addr {
@@ -204,6 +224,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         pool: &pool,
         in_flight,
         claim_idle: config.claim_idle,
+        largest,
         metrics: metrics.clone(),
         health: health.path("reader"),
     };
