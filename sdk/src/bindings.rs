@@ -8,4 +8,7 @@ wit_bindgen::generate!({
     export_macro_name: "__export_plugin",
     default_bindings_module: "::jobhost_sdk::__bindings",
     runtime_path: "::jobhost_sdk::__private::wit_bindgen::rt",
+    // The WASI interfaces the world imports (HTTP, config and what they use)
+    // get bindings of their own here, for `http.rs` and `config.rs`.
+    generate_all,
 });

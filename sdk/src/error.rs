@@ -2,6 +2,7 @@
 //! trying again could help.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -18,6 +19,8 @@ use serde::Serialize;
 pub struct Error {
     message: String,
     fatal: bool,
+    /// For a retry: not before this long from now (else the host's backoff).
+    delay: Option<Duration>,
 }
 
 impl Error {
@@ -30,7 +33,34 @@ impl Error {
         Error {
             message: message.into(),
             fatal: false,
+            delay: None,
         }
+    }
+
+    /// A failure worth retrying, but not before `delay` from now (e.g. what
+    /// an HTTP 429's `Retry-After` asks). The host caps the delay by its
+    /// `--retry-cap`; the attempt counts like any retry.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let error = jobhost_sdk::Error::retry_after("rate limited", Duration::from_secs(2));
+    /// assert_eq!(error.retry_delay(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
+        Error {
+            message: message.into(),
+            fatal: false,
+            delay: Some(delay),
+        }
+    }
+
+    /// The delay a [`retry_after`](Self::retry_after) asked for.
+    ///
+    /// ```
+    /// assert_eq!(jobhost_sdk::Error::retry("busy").retry_delay(), None);
+    /// ```
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.delay
     }
 
     /// A failure no retry can fix: the job goes to the dead-letter stream at once.
@@ -42,6 +72,7 @@ impl Error {
         Error {
             message: message.into(),
             fatal: true,
+            delay: None,
         }
     }
 

@@ -164,6 +164,7 @@ pub mod __private {
     pub use crate::__bindings::exports::jobhost::plugin::handler::{
         Failure, Guest, Job as WitJob, PluginInfo,
     };
+    pub use crate::__bindings::jobhost::plugin::types::DelayedRetry;
     pub use wit_bindgen;
 
     use crate::{Error, Job, Output};
@@ -192,7 +193,13 @@ pub mod __private {
         match handler(job) {
             Ok(output) => Ok(output.into().into_bytes()),
             Err(error) if error.is_fatal() => Err(Failure::Fatal(error.message().to_owned())),
-            Err(error) => Err(Failure::Retry(error.message().to_owned())),
+            Err(error) => match error.retry_delay() {
+                Some(delay) => Err(Failure::RetryAfter(DelayedRetry {
+                    reason: error.message().to_owned(),
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                })),
+                None => Err(Failure::Retry(error.message().to_owned())),
+            },
         }
     }
 }
