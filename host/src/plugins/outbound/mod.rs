@@ -9,6 +9,7 @@
 //! A refusal reaches the guest as `internal-error` with a message saying
 //! which line of which file would grant the request.
 
+mod guest_errors;
 mod origin;
 mod send;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::HttpMetrics;
+pub use guest_errors::add_to_linker;
 pub use origin::{Origin, OriginGrant};
 use send::{ByteBudget, Waits};
 
