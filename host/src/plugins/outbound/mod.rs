@@ -103,8 +103,11 @@ impl Outbound {
     pub fn start_job(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.sent = 0;
-        // A body still streaming from the previous job counts on its own.
-        self.received = Arc::new(AtomicU64::new(0));
+        // A body still streaming from the previous job keeps its own count.
+        match Arc::get_mut(&mut self.received) {
+            Some(received) => *received.get_mut() = 0,
+            None => self.received = Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Requests this job has sent.
