@@ -54,8 +54,10 @@ extern crate self as jobhost_sdk;
 pub mod __bindings {
     include!("bindings.rs");
 }
+pub mod config;
 mod error;
 mod host;
+pub mod http;
 mod job;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
