@@ -31,6 +31,9 @@ pub const DEFAULT_RESPONSE_BYTES: u64 = 16 << 20;
 /// How long connecting (TCP, TLS, HTTP handshake) may take, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How far past the job's deadline the waits of a request are cut.
+const PAST_DEADLINE: Duration = Duration::from_millis(500);
+
 /// Per-job bounds on outbound HTTP (`[limits]` of the manifest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -123,7 +126,10 @@ impl Outbound {
     }
 
     fn waits(&self, options: Option<RequestOptions>) -> Waits {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        // A little past the deadline: a job out of time ends with its own
+        // limit (`deadline.rs` traps the guest's wait at the deadline), not
+        // with the request's wait failing a moment before.
+        let left = self.deadline.saturating_duration_since(Instant::now()) + PAST_DEADLINE;
         let asked = |pick: fn(&RequestOptions) -> Option<Duration>| {
             options.as_ref().and_then(pick).unwrap_or(left).min(left)
         };
