@@ -139,7 +139,7 @@ impl Dispatcher {
         let fail = |error: String| {
             self.policy
                 .retry
-                .after_failure(envelope.attempt, max_attempts, error)
+                .after_failure(envelope.attempt, max_attempts, error, None)
         };
         let Some(plugin) = plugin else {
             // Another host, or a plugin loaded later, may handle it: retry first.
@@ -151,7 +151,11 @@ impl Dispatcher {
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
         let outcome = match plugin.run(&job, cache) {
             RunOutcome::Success { output, follow_ups } => Outcome::Done { output, follow_ups },
-            RunOutcome::Retry(error) => fail(error),
+            RunOutcome::Retry { reason, after } => {
+                self.policy
+                    .retry
+                    .after_failure(envelope.attempt, max_attempts, reason, after)
+            }
             RunOutcome::Fatal(error) => Outcome::Dead {
                 reason: format!("fatal: {error}"),
             },

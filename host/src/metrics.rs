@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Distinct (outcome, type, plugin) series kept before new types are counted as `other`,
@@ -114,9 +114,69 @@ impl JobCounts {
     }
 }
 
+/// Upper bounds of the outbound HTTP request histogram (send → response head), in seconds.
+const HTTP_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+/// Distinct (plugin, origin, status) series of outbound requests kept before
+/// new origins are counted as `other` (a guest choosing hosts cannot grow memory).
+const MAX_HTTP_SERIES: usize = 1000;
+
+/// Outbound HTTP requests of plugins: counted by plugin, origin and status
+/// (a status code, or `denied`, `timeout`, `error`), timed by plugin.
+#[derive(Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    durations: Mutex<BTreeMap<String, Histogram>>,
+}
+
+impl HttpMetrics {
+    /// Counts one request; `took` is how long its response head took to come.
+    pub fn request_done(&self, plugin: &str, origin: &str, status: &str, took: Option<Duration>) {
+        {
+            let mut requests = self.requests.lock().expect("metrics lock");
+            let mut key = (plugin.to_owned(), origin.to_owned(), status.to_owned());
+            if !requests.contains_key(&key) && requests.len() >= MAX_HTTP_SERIES {
+                key.1 = "other".to_owned();
+            }
+            *requests.entry(key).or_insert(0) += 1;
+        }
+        if let Some(took) = took {
+            let mut durations = self.durations.lock().expect("metrics lock");
+            durations
+                .entry(plugin.to_owned())
+                .or_default()
+                .observe(&HTTP_BUCKETS, took.as_secs_f64());
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP jobhost_http_requests_total Outbound HTTP requests of plugins, by plugin, origin and status.\n");
+        out.push_str("# TYPE jobhost_http_requests_total counter\n");
+        for ((plugin, origin, status), count) in self.requests.lock().expect("metrics lock").iter()
+        {
+            let _ = writeln!(
+                out,
+                "jobhost_http_requests_total{{plugin=\"{}\",origin=\"{}\",status=\"{}\"}} {count}",
+                escape(plugin),
+                escape(origin),
+                escape(status)
+            );
+        }
+        out.push_str("# HELP jobhost_http_request_seconds Time from sending an outbound request to its response head.\n");
+        out.push_str("# TYPE jobhost_http_request_seconds histogram\n");
+        for (plugin, histogram) in self.durations.lock().expect("metrics lock").iter() {
+            let labels = format!("plugin=\"{}\"", escape(plugin));
+            histogram.render(out, "jobhost_http_request_seconds", &labels, &HTTP_BUCKETS);
+        }
+    }
+}
+
 /// All metrics of a host.
 #[derive(Default)]
 pub struct Metrics {
+    /// Outbound HTTP of plugins; the wasm runtime holds it too.
+    pub http: Arc<HttpMetrics>,
     jobs: Mutex<JobCounts>,
     durations: Mutex<BTreeMap<String, Histogram>>,
     queue_wait: Mutex<Histogram>,
@@ -221,6 +281,7 @@ impl Metrics {
             "",
             &WAIT_BUCKETS,
         );
+        self.http.render(&mut out);
         let simple: [(&str, &str, &str, &AtomicU64); 9] = [
             (
                 "jobhost_jobs_in_flight",
@@ -327,6 +388,22 @@ mod tests {
         ));
         assert!(text.contains("jobhost_handler_duration_seconds_count{plugin=\"orders\"} 2\n"));
         assert!(text.contains("jobhost_retries_total 1\n"));
+    }
+
+    #[test]
+    fn outbound_requests_show_up_by_plugin_origin_and_status() {
+        let metrics = Metrics::default();
+        let origin = "http://127.0.0.1:8080";
+        metrics
+            .http
+            .request_done("webhook", origin, "200", Some(Duration::from_millis(3)));
+        metrics.http.request_done("webhook", origin, "denied", None);
+        let text = metrics.render();
+        assert!(text.contains(
+            "jobhost_http_requests_total{plugin=\"webhook\",origin=\"http://127.0.0.1:8080\",status=\"200\"} 1\n"
+        ), "{text}");
+        assert!(text.contains("status=\"denied\"} 1\n"));
+        assert!(text.contains("jobhost_http_request_seconds_count{plugin=\"webhook\"} 1\n"));
     }
 
     #[test]

@@ -54,14 +54,22 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// After failed attempt number `attempt` (1-based): retry later, or give up.
-    pub fn after_failure(&self, attempt: u32, max_attempts: u32, error: String) -> Outcome {
+    /// `asked`: the handler's own delay (e.g. from a `Retry-After`), used
+    /// instead of the backoff and capped by the same cap.
+    pub fn after_failure(
+        &self,
+        attempt: u32,
+        max_attempts: u32,
+        error: String,
+        asked: Option<Duration>,
+    ) -> Outcome {
         if attempt >= max_attempts {
             return Outcome::Dead {
                 reason: format!("failed {attempt} of {max_attempts} attempts: {error}"),
             };
         }
         Outcome::Retry {
-            after: self.backoff(attempt),
+            after: asked.map_or_else(|| self.backoff(attempt), |asked| asked.min(self.cap)),
             error,
         }
     }
@@ -101,14 +109,25 @@ mod tests {
     fn last_attempt_goes_to_the_dead_letter_stream() {
         let policy = RetryPolicy::default();
         assert!(matches!(
-            policy.after_failure(4, 5, "x".into()),
+            policy.after_failure(4, 5, "x".into(), None),
             Outcome::Retry { .. }
         ));
         assert_eq!(
-            policy.after_failure(5, 5, "boom".into()),
+            policy.after_failure(5, 5, "boom".into(), Some(Duration::from_secs(1))),
             Outcome::Dead {
                 reason: "failed 5 of 5 attempts: boom".into()
             }
         );
+    }
+
+    #[test]
+    fn a_delay_the_handler_asks_for_replaces_the_backoff_up_to_the_cap() {
+        let policy = RetryPolicy::default();
+        let retry_after = |asked| match policy.after_failure(1, 5, "x".into(), Some(asked)) {
+            Outcome::Retry { after, .. } => after,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(retry_after(Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(retry_after(Duration::from_secs(3600)), policy.cap);
     }
 }

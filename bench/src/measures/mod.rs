@@ -293,7 +293,7 @@ pub fn dispatch_overhead(
     count: u32,
     runs: u32,
 ) -> anyhow::Result<Spread> {
-    let runtime = Runtime::new(1, CodeCache::new(None))
+    let runtime = Runtime::new(1, CodeCache::new(None), Default::default())
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let mut plugin = runtime.load(plugin)?;
     // A fresh instance per job, whatever a manifest beside the file says.

@@ -33,7 +33,7 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
     } else {
         args.payload.into_bytes()
     };
-    let runtime = Runtime::new(1, CodeCache::new(None))
+    let runtime = Runtime::new(1, CodeCache::new(None), Default::default())
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&args.plugin)?;
     let mut envelope = Envelope::new(job_type, payload);
@@ -71,8 +71,11 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
             eprintln!("done in {took:.1?}");
             Ok(0)
         }
-        RunOutcome::Retry(error) => {
-            eprintln!("retry: {error} (after {took:.1?})");
+        RunOutcome::Retry { reason, after } => {
+            let asked = after
+                .map(|after| format!(", asks to wait {}", humantime::format_duration(after)))
+                .unwrap_or_default();
+            eprintln!("retry: {reason} (after {took:.1?}{asked})");
             Ok(75)
         }
         RunOutcome::Fatal(error) => {

@@ -122,9 +122,13 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         });
     }
     let concurrency = config.concurrency.max(1);
-    let runtime = Runtime::new(concurrency as u32, CodeCache::new(config.cache_dir.clone()))
-        .map_err(|e| HostError::Runtime(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
+    let runtime = Runtime::new(
+        concurrency as u32,
+        CodeCache::new(config.cache_dir.clone()),
+        metrics.http.clone(),
+    )
+    .map_err(|e| HostError::Runtime(e.to_string()))?;
     let plugins = Arc::new(Registry::open(
         runtime,
         &config.plugins_dir,

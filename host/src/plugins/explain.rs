@@ -8,8 +8,15 @@ use wasmtime::Trap;
 use super::deadline::DeadlineReached;
 use super::state::JobState;
 
-/// Puts the error of a guest call in job `state` under `timeout` in plain words.
+/// Puts the error of a guest call in job `state` under `timeout` in plain
+/// words, without the plugin's secrets (a panic message may quote one).
 pub fn explain(error: &wasmtime::Error, state: &JobState, timeout: Duration) -> String {
+    state
+        .secrets()
+        .redact_owned(in_words(error, state, timeout))
+}
+
+fn in_words(error: &wasmtime::Error, state: &JobState, timeout: Duration) -> String {
     if let Some(limit_bytes) = state.memory_limit_reached() {
         return format!("memory limit of {} MiB reached", limit_bytes >> 20);
     }

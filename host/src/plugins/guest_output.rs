@@ -1,7 +1,8 @@
 //! Guest stdout/stderr, forwarded to the host log line by line and tagged with
 //! plugin and job id. Bounded: past a budget per job the rest is dropped with
 //! one note, so a flooding guest costs neither memory nor a trap (wasmtime's
-//! in-memory pipe would trap the guest when full).
+//! in-memory pipe would trap the guest when full). The plugin's secrets are
+//! redacted from each line (a secret cut by the line length limit is not).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::config::Secrets;
 
 /// Bytes of one stream kept per job before the rest is dropped.
 pub const OUTPUT_BUDGET: usize = 64 << 10;
@@ -30,10 +33,11 @@ struct LineSink {
     /// A Rust guest's panic report (`panicked at FILE:LINE:COL:` + message),
     /// kept to explain the trap that follows it.
     panic: Option<String>,
+    secrets: Arc<Secrets>,
 }
 
 impl GuestOutput {
-    pub fn new(plugin: &str, job_id: &str, stream: &'static str) -> Self {
+    pub fn new(plugin: &str, job_id: &str, stream: &'static str, secrets: Arc<Secrets>) -> Self {
         GuestOutput(Arc::new(Mutex::new(LineSink {
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
@@ -42,6 +46,7 @@ impl GuestOutput {
             budget: OUTPUT_BUDGET,
             truncated: false,
             panic: None,
+            secrets,
         })))
     }
 
@@ -103,6 +108,7 @@ impl LineSink {
             return;
         }
         let text = String::from_utf8_lossy(&self.line);
+        let text = self.secrets.redact(&text);
         match &mut self.panic {
             // The line after the location is the panic message.
             Some(report) if report.ends_with(':') => {
@@ -191,7 +197,7 @@ mod tests {
 
     #[test]
     fn output_past_the_budget_is_dropped_not_buffered() {
-        let output = GuestOutput::new("p", "j", "stdout");
+        let output = GuestOutput::new("p", "j", "stdout", Default::default());
         let chunk = vec![b'x'; 1000];
         for _ in 0..(OUTPUT_BUDGET / 1000 + 50) {
             output.accept(&chunk);
@@ -204,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_restarted_stream_has_a_full_budget_and_no_panic_report() {
-        let output = GuestOutput::new("p", "j1", "stderr");
+        let output = GuestOutput::new("p", "j1", "stderr", Default::default());
         output.accept(&vec![b'x'; OUTPUT_BUDGET + 10]);
         output.accept(b"panicked at src/lib.rs:1:1:\nboom\n");
         output.restart("j2");
@@ -216,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_rust_panic_report_is_kept_to_explain_the_trap() {
-        let output = GuestOutput::new("p", "j", "stderr");
+        let output = GuestOutput::new("p", "j", "stderr", Default::default());
         output
             .accept(b"thread '<unnamed>' (1) panicked at src/lib.rs:13:25:\nboom\nnote: run with");
         assert_eq!(

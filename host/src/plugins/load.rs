@@ -4,14 +4,15 @@
 //! jobs (see `run.rs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 
-use super::bindings::{PluginInfo, PluginPre};
+use super::bindings::PluginInfo;
 use super::cache::{CacheUse, CodeCache, content_hash};
 use super::description::Description;
 use super::explain::{explain, one_line};
@@ -19,6 +20,8 @@ use super::manifest::{self, Grants, Limits, Settings};
 use super::slots::Slots;
 use super::state::JobState;
 use super::store::fresh_store;
+use super::world::PluginPre;
+use crate::metrics::HttpMetrics;
 
 /// Numbers each plugin load, so that a reused instance is only ever used for
 /// the load it came from.
@@ -38,7 +41,9 @@ pub enum LoadError {
     CoreModule { file: String },
     #[error("plugin {file}: invalid component: {reason}")]
     Invalid { file: String, reason: String },
-    #[error("plugin {file}: not a jobhost plugin (world jobhost:plugin/plugin): {reason}")]
+    #[error(
+        "plugin {file}: not a jobhost plugin (world jobhost:plugin/plugin, 0.2.0 or 0.1.0): {reason}"
+    )]
     WrongWorld { file: String, reason: String },
     #[error("plugin {file}: describe failed: {reason}")]
     Describe { file: String, reason: String },
@@ -57,12 +62,15 @@ pub struct LoadedPlugin {
     pub cache_use: CacheUse,
     pub description: Description,
     pub limits: Limits,
+    /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.12`, ...).
+    pub imports: Vec<String>,
     /// Unique to this load: a reload of the same file gets another.
     pub(super) load_id: u64,
     pub(super) grants: Grants,
     /// Its own concurrency limit, if its manifest sets one.
     pub(super) running: Option<Slots>,
-    pub(super) pre: PluginPre<JobState>,
+    pub(super) pre: PluginPre,
+    pub(super) http_metrics: Arc<HttpMetrics>,
 }
 
 impl LoadedPlugin {
@@ -71,6 +79,7 @@ impl LoadedPlugin {
         engine: &Engine,
         linker: &Linker<JobState>,
         cache: &CodeCache,
+        http_metrics: &Arc<HttpMetrics>,
         path: &Path,
     ) -> Result<Self, LoadError> {
         let file = path.display().to_string();
@@ -100,9 +109,11 @@ impl LoadedPlugin {
                 reason: one_line(&e),
             })?;
         let info =
-            describe(&pre, limits.memory_bytes, &grants).map_err(|reason| LoadError::Describe {
-                file: file.clone(),
-                reason,
+            describe(&pre, limits.memory_bytes, &grants, http_metrics).map_err(|reason| {
+                LoadError::Describe {
+                    file: file.clone(),
+                    reason,
+                }
             })?;
         let description =
             Description::check(info).map_err(|reason| LoadError::Description { file, reason })?;
@@ -112,10 +123,12 @@ impl LoadedPlugin {
             cache_use,
             description,
             limits,
+            imports: imports(engine, &component),
             load_id: NEXT_LOAD_ID.fetch_add(1, Ordering::Relaxed),
             grants,
             running: limits.concurrency.map(Slots::new),
             pre,
+            http_metrics: http_metrics.clone(),
         })
     }
 
@@ -127,23 +140,42 @@ impl LoadedPlugin {
     pub fn short_hash(&self) -> &str {
         &self.content_hash[..12]
     }
+
+    /// The WIT package the plugin was built for (`jobhost:plugin@0.2.0`).
+    pub fn world(&self) -> &'static str {
+        self.pre.world()
+    }
+
+    /// What its manifest grants and configures (secrets without their values).
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+}
+
+/// The names of the interfaces a component imports.
+fn imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Asks a fresh instance what the plugin is, under the plugin's own memory
 /// limit and grants and a time limit of its own.
 fn describe(
-    pre: &PluginPre<JobState>,
+    pre: &PluginPre,
     memory_bytes: usize,
     grants: &Grants,
+    http_metrics: &Arc<HttpMetrics>,
 ) -> Result<PluginInfo, String> {
-    let state = JobState::new("", "describe", memory_bytes, grants);
+    let state = JobState::new("", "describe", memory_bytes, grants, http_metrics);
     let mut store = fresh_store(pre.engine(), state, DESCRIBE_TIMEOUT);
     let instance = pre
         .instantiate(&mut store)
         .map_err(|e| explain(&e, store.data(), DESCRIBE_TIMEOUT))?;
     instance
-        .jobhost_plugin_handler()
-        .call_describe(&mut store)
+        .describe(&mut store)
         .map_err(|e| explain(&e, store.data(), DESCRIBE_TIMEOUT))
 }
 

@@ -8,16 +8,29 @@
 //! max_attempts = 3      # before the DLQ (default: the host's)
 //! concurrency = 2       # jobs of this plugin at once (default: the host's)
 //! jobs_per_instance = 1000  # jobs one instance serves before it is replaced (default 1)
+//! http_requests = 64        # outbound HTTP requests per job (default 64)
+//! http_response_bytes = 16777216  # response bytes per job, all requests (default 16 MiB)
+//! http_connect_timeout = "10s"    # per request (default 10s; never past the job's limit)
 //!
 //! [grants]
 //! env = ["API_BASE"]                                   # host variables passed through
 //! dirs = [{ host = "/srv/data", guest = "/data" }]     # read-only
+//! http = ["https://api.example.com", "https://*.example.org", "http://127.0.0.1:8080"]
+//!
+//! [config]                     # what wasi:config/store returns (see `config.rs`)
+//! webhook_url = "https://hooks.example.com/orders"
+//! api_key = { env = "STRIPE_KEY", secret = true }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::config::{ConfigEntry, PluginConfig};
+use super::outbound::{HttpGrant, HttpLimits, OriginGrant};
 
 /// Resource limits of each job of a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +46,8 @@ pub struct Limits {
     /// same thread left in the instance (statics, heap), and the memory limit
     /// covers the instance over all its jobs.
     pub jobs_per_instance: u32,
+    /// Bounds on each job's outbound HTTP.
+    pub http: HttpLimits,
 }
 
 impl Default for Limits {
@@ -44,6 +59,7 @@ impl Default for Limits {
             max_attempts: None,
             concurrency: None,
             jobs_per_instance: 1,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -55,6 +71,8 @@ struct Manifest {
     limits: LimitsSection,
     #[serde(default)]
     grants: GrantsSection,
+    #[serde(default)]
+    config: BTreeMap<String, ConfigEntry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +83,9 @@ struct LimitsSection {
     max_attempts: Option<u32>,
     concurrency: Option<u32>,
     jobs_per_instance: Option<u32>,
+    http_requests: Option<u32>,
+    http_response_bytes: Option<u64>,
+    http_connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +95,8 @@ struct GrantsSection {
     env: Vec<String>,
     #[serde(default)]
     dirs: Vec<DirGrant>,
+    #[serde(default)]
+    http: Vec<String>,
 }
 
 /// A host directory a plugin may read, and where the guest sees it.
@@ -90,6 +113,10 @@ pub struct Grants {
     /// Environment variables (name, value as read when the plugin loaded).
     pub env: Vec<(String, String)>,
     pub dirs: Vec<DirGrant>,
+    /// Origins its jobs may send HTTP requests to, and the bounds on them.
+    pub http: Arc<HttpGrant>,
+    /// What `wasi:config/store` gives its jobs.
+    pub config: PluginConfig,
 }
 
 /// What a manifest sets: limits and grants.
@@ -107,11 +134,16 @@ pub fn manifest_path(wasm: &Path) -> PathBuf {
 /// Reads the manifest beside `wasm`, if there is one.
 pub fn load(wasm: &Path) -> Result<Settings, String> {
     let path = manifest_path(wasm);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, path.parent().unwrap_or(Path::new("."))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-        Err(e) => Err(format!("manifest {}: {e}", path.display())),
-    }
+    let mut settings = match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, path.parent().unwrap_or(Path::new(".")))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+        Err(e) => return Err(format!("manifest {}: {e}", path.display())),
+    };
+    // Refusals of HTTP requests name the file to edit, existing or not.
+    let mut http = (*settings.grants.http).clone();
+    http.manifest = path;
+    settings.grants.http = Arc::new(http);
+    Ok(settings)
 }
 
 /// Parses a manifest; relative granted directories are relative to `base`.
@@ -125,8 +157,8 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
         }
         limits.memory_bytes = (mib as usize) << 20;
     }
-    if let Some(timeout) = manifest.limits.timeout {
-        limits.timeout = humantime::parse_duration(&timeout)
+    if let Some(timeout) = &manifest.limits.timeout {
+        limits.timeout = humantime::parse_duration(timeout)
             .ok()
             .filter(|t| *t > Duration::ZERO)
             .ok_or_else(|| {
@@ -144,6 +176,7 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
         }
         limits.jobs_per_instance = jobs;
     }
+    parse_http_limits(&manifest.limits, &mut limits.http)?;
     let env = manifest
         .grants
         .env
@@ -165,10 +198,49 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
             guest: grant.guest,
         })
         .collect();
+    let origins = manifest
+        .grants
+        .http
+        .iter()
+        .map(|text| OriginGrant::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("manifest: {e}"))?;
+    let http = Arc::new(HttpGrant {
+        origins,
+        limits: limits.http,
+        manifest: PathBuf::new(),
+    });
+    let config =
+        PluginConfig::from_entries(manifest.config).map_err(|e| format!("manifest: {e}"))?;
     Ok(Settings {
         limits,
-        grants: Grants { env, dirs },
+        grants: Grants {
+            env,
+            dirs,
+            http,
+            config,
+        },
     })
+}
+
+fn parse_http_limits(section: &LimitsSection, http: &mut HttpLimits) -> Result<(), String> {
+    if let Some(requests) = section.http_requests {
+        http.requests = requests;
+    }
+    if let Some(bytes) = section.http_response_bytes {
+        http.response_bytes = bytes;
+    }
+    if let Some(timeout) = &section.http_connect_timeout {
+        http.connect_timeout = humantime::parse_duration(timeout)
+            .ok()
+            .filter(|t| *t > Duration::ZERO)
+            .ok_or_else(|| {
+                format!(
+                    "manifest: limits.http_connect_timeout {timeout:?} is not a duration (e.g. 5s)"
+                )
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -215,6 +287,43 @@ mod tests {
     #[test]
     fn no_manifest_means_defaults_and_no_grants() {
         let settings = load(Path::new("/nonexistent/x.wasm")).unwrap();
-        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.limits, Limits::default());
+        assert!(settings.grants.http.origins.is_empty());
+        assert_eq!(
+            settings.grants.http.manifest,
+            Path::new("/nonexistent/x.toml")
+        );
+        assert_eq!(settings.grants.config, PluginConfig::default());
+    }
+
+    #[test]
+    fn http_grants_limits_and_config_are_read() {
+        let settings = parse(
+            r#"
+            [limits]
+            http_requests = 3
+            http_response_bytes = 1024
+            http_connect_timeout = "2s"
+            [grants]
+            http = ["http://127.0.0.1:8080", "https://*.example.org"]
+            [config]
+            url = "http://127.0.0.1:8080/hooks"
+            "#,
+            Path::new("."),
+        )
+        .unwrap();
+        let http = &settings.limits.http;
+        assert_eq!((http.requests, http.response_bytes), (3, 1024));
+        assert_eq!(http.connect_timeout, Duration::from_secs(2));
+        assert_eq!(settings.grants.http.origins.len(), 2);
+        assert_eq!(settings.grants.http.limits, *http);
+        assert_eq!(
+            settings.grants.config.get("url"),
+            Some("http://127.0.0.1:8080/hooks")
+        );
+        let error = parse("[grants]\nhttp = [\"example.com\"]\n", Path::new(".")).unwrap_err();
+        assert!(error.contains("grants.http"), "{error}");
+        let error = parse("[config]\nx = 5\n", Path::new(".")).unwrap_err();
+        assert!(error.contains("manifest"), "{error}");
     }
 }

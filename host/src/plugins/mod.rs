@@ -2,13 +2,16 @@
 //! types to them, hot reload, and running jobs in their instances.
 //!
 //! Loading (`load.rs`, `description.rs`, `cache.rs`, `manifest.rs`) ends in a
-//! [`LoadedPlugin`]; running one job (`run.rs`) builds its store (`store.rs`,
-//! `state.rs`, `limiter.rs`, `deadline.rs`), may reuse an instance (`reuse.rs`) and puts a
-//! failure in words (`explain.rs`). Modules import one way only: nothing
+//! [`LoadedPlugin`] of the world it was built for (`world.rs`); running one
+//! job (`run.rs`) builds its store (`store.rs`, `state.rs`, `limiter.rs`,
+//! `deadline.rs`, with outbound HTTP in `outbound/` and config and secrets
+//! in `config.rs`), may reuse an instance (`reuse.rs`) and puts a failure in
+//! words (`explain.rs`). Modules import one way only: nothing
 //! here imports this file's re-exports.
 
 mod bindings;
 pub mod cache;
+pub mod config;
 mod deadline;
 mod description;
 pub mod engine;
@@ -19,6 +22,7 @@ mod job;
 mod limiter;
 mod load;
 pub mod manifest;
+pub mod outbound;
 mod plugin_set;
 pub mod registry;
 mod reuse;
@@ -29,6 +33,7 @@ mod slots;
 mod state;
 mod store;
 mod watch;
+mod world;
 
 pub use bindings::Job;
 pub use cache::{CacheUse, CodeCache};

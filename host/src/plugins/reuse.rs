@@ -14,8 +14,8 @@ use std::marker::PhantomData;
 
 use wasmtime::Store;
 
-use super::bindings::Plugin;
 use super::state::JobState;
+use super::world::Plugin;
 
 /// An instance that served jobs cleanly and may serve more.
 pub(super) struct WarmInstance {

@@ -2,7 +2,9 @@
 //! instance this thread kept from the plugin's previous job (see `reuse.rs`),
 //! and what the run came to.
 
-use super::bindings::{Failure, Job};
+use std::time::Duration;
+
+use super::bindings::{DelayedRetry, Failure, Job};
 use super::explain::explain;
 use super::load::LoadedPlugin;
 use super::reuse::{InstanceCache, WarmInstance};
@@ -21,10 +23,24 @@ pub enum RunOutcome {
         output: Vec<u8>,
         follow_ups: Vec<FollowUp>,
     },
-    /// Worth another attempt: the handler said so, or it trapped, timed out or hit a limit.
-    Retry(String),
+    /// Worth another attempt: the handler said so, or it trapped, timed out or
+    /// hit a limit. `after`: the handler asked not to retry sooner.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// The handler says the job can never succeed.
     Fatal(String),
+}
+
+impl RunOutcome {
+    /// A retry after the host's own backoff.
+    pub fn retry(reason: String) -> Self {
+        RunOutcome::Retry {
+            reason,
+            after: None,
+        }
+    }
 }
 
 impl LoadedPlugin {
@@ -55,21 +71,24 @@ impl LoadedPlugin {
                         state.recycle(&job.id);
                         state
                     }
-                    None => {
-                        JobState::new(self.name(), &job.id, self.limits.memory_bytes, &self.grants)
-                    }
+                    None => JobState::new(
+                        self.name(),
+                        &job.id,
+                        self.limits.memory_bytes,
+                        &self.grants,
+                        &self.http_metrics,
+                    ),
                 };
                 let mut store = fresh_store(self.pre.engine(), state, timeout);
                 match self.pre.instantiate(&mut store) {
                     Ok(instance) => (store, instance, 0),
-                    Err(error) => return RunOutcome::Retry(explain(&error, store.data(), timeout)),
+                    Err(error) => return RunOutcome::retry(explain(&error, store.data(), timeout)),
                 }
             }
         };
-        let result = instance
-            .jobhost_plugin_handler()
-            .call_handle(&mut store, job);
+        let result = instance.handle(&mut store, job);
         store.data().finish_job();
+        let secrets = store.data().secrets().clone();
         let outcome = match result {
             Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
                 "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",
@@ -79,9 +98,13 @@ impl LoadedPlugin {
                 output,
                 follow_ups: std::mem::take(&mut store.data_mut().follow_ups),
             },
-            Ok(Err(Failure::Retry(reason))) => RunOutcome::Retry(reason),
-            Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(reason),
-            Err(error) => RunOutcome::Retry(explain(&error, store.data(), timeout)),
+            Ok(Err(Failure::Retry(reason))) => RunOutcome::retry(secrets.redact_owned(reason)),
+            Ok(Err(Failure::RetryAfter(DelayedRetry { reason, delay_ms }))) => RunOutcome::Retry {
+                reason: secrets.redact_owned(reason),
+                after: Some(Duration::from_millis(delay_ms)),
+            },
+            Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(secrets.redact_owned(reason)),
+            Err(error) => RunOutcome::retry(explain(&error, store.data(), timeout)),
         };
         let served = served + 1;
         if matches!(outcome, RunOutcome::Success { .. }) && served < self.limits.jobs_per_instance {

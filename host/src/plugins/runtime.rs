@@ -2,43 +2,59 @@
 //! the epoch clock: what loading a plugin needs.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
-use super::bindings;
 use super::cache::CodeCache;
 use super::deadline;
 use super::engine::{self, EpochTicker};
 use super::load::{LoadError, LoadedPlugin};
 use super::state::JobState;
+use super::world;
+use crate::metrics::HttpMetrics;
 
 pub struct Runtime {
     engine: Engine,
     linker: Linker<JobState>,
     cache: CodeCache,
+    http_metrics: Arc<HttpMetrics>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// A runtime able to run `max_concurrent_jobs` instances at once.
-    pub fn new(max_concurrent_jobs: u32, cache: CodeCache) -> wasmtime::Result<Self> {
+    /// A runtime able to run `max_concurrent_jobs` instances at once, counting
+    /// its plugins' outbound requests in `http_metrics`.
+    pub fn new(
+        max_concurrent_jobs: u32,
+        cache: CodeCache,
+        http_metrics: Arc<HttpMetrics>,
+    ) -> wasmtime::Result<Self> {
         let engine = engine::new_engine(max_concurrent_jobs)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         deadline::add_to_linker(&mut linker)?;
-        bindings::Plugin::add_to_linker::<JobState, HasSelf<JobState>>(&mut linker, |state| state)?;
+        world::add_to_linker(&mut linker)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Runtime {
             engine,
             linker,
             cache,
+            http_metrics,
             _ticker: ticker,
         })
     }
 
     /// Loads and checks one plugin file (and its manifest).
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        LoadedPlugin::load(&self.engine, &self.linker, &self.cache, path)
+        LoadedPlugin::load(
+            &self.engine,
+            &self.linker,
+            &self.cache,
+            &self.http_metrics,
+            path,
+        )
     }
 }

@@ -1,17 +1,23 @@
-//! What one job's store holds: its WASI context, its limits, and what the
-//! guest asked of the host while it ran.
+//! What one job's store holds: its WASI context (with HTTP and config), its
+//! limits, and what the guest asked of the host while it ran.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::LogLevel;
 use super::bindings::jobhost::plugin::{host, types};
+use super::bindings::wasi::config::store as config_store;
+use super::config::{PluginConfig, Secrets};
 use super::guest_output::GuestOutput;
 use super::limiter::MemoryLimiter;
 use super::manifest::Grants;
+use super::outbound::Outbound;
 use crate::envelope::JobType;
+use crate::metrics::HttpMetrics;
 
 /// Follow-up jobs one job may emit; more is a guest bug, not a workload.
 pub const MAX_FOLLOW_UPS: usize = 1000;
@@ -38,14 +44,25 @@ pub struct JobState {
     plugin: String,
     job_id: String,
     pub(super) follow_ups: Vec<FollowUp>,
+    http: WasiHttpCtx,
+    outbound: Outbound,
+    config: PluginConfig,
 }
 
 impl JobState {
-    pub fn new(plugin: &str, job_id: &str, memory_bytes: usize, grants: &Grants) -> Self {
+    pub fn new(
+        plugin: &str,
+        job_id: &str,
+        memory_bytes: usize,
+        grants: &Grants,
+        http_metrics: &Arc<HttpMetrics>,
+    ) -> Self {
         // The default WASI context grants nothing: no files, no network, no
-        // environment; clocks and randomness are allowed.
-        let stdout = GuestOutput::new(plugin, job_id, "stdout");
-        let stderr = GuestOutput::new(plugin, job_id, "stderr");
+        // environment; clocks and randomness are allowed. Outbound HTTP goes
+        // only where `grants.http` says (see `outbound/`).
+        let secrets = grants.config.secrets();
+        let stdout = GuestOutput::new(plugin, job_id, "stdout", secrets.clone());
+        let stderr = GuestOutput::new(plugin, job_id, "stderr", secrets.clone());
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -66,6 +83,9 @@ impl JobState {
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(plugin, grants.http.clone(), http_metrics.clone()),
+            config: grants.config.clone(),
         }
     }
 }
@@ -105,9 +125,20 @@ impl JobState {
         self.stderr.panic_message()
     }
 
-    /// The job's time is up `timeout` from now.
+    /// The job's time is up `timeout` from now (set as each job starts).
     pub fn set_deadline(&mut self, timeout: Duration) {
         self.deadline = Instant::now() + timeout;
+        self.outbound.start_job(self.deadline);
+    }
+
+    /// The plugin's secrets, to keep out of what the host writes.
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        self.config.secrets()
+    }
+
+    /// Outbound HTTP requests the current job has sent.
+    pub fn http_requests(&self) -> u32 {
+        self.outbound.requests_sent()
     }
 
     /// What a waiting host call needs: until when it may wait, and the
@@ -131,11 +162,37 @@ impl WasiView for JobState {
     }
 }
 
+impl WasiHttpView for JobState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+impl config_store::Host for JobState {
+    fn get(&mut self, key: String) -> Result<Option<String>, config_store::Error> {
+        Ok(self.config.get(&key).map(str::to_owned))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, config_store::Error> {
+        Ok(self
+            .config
+            .all()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+}
+
 impl types::Host for JobState {}
 
 impl host::Host for JobState {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        let fields = render_fields(&fields);
+        let secrets = self.config.secrets();
+        let fields = secrets.redact_owned(render_fields(&fields));
+        let message = secrets.redact(&message);
         let (plugin, job_id) = (self.plugin.as_str(), self.job_id.as_str());
         macro_rules! emit {
             ($level:ident) => {
