@@ -464,7 +464,7 @@ fn a_secret_from_the_environment_never_reaches_a_log_an_error_or_plugins_check()
 
     let mut check = jobhost_command(&["plugins", "check"]);
     check
-        .arg(plugins.path())
+        .arg(plugins.path().join(format!("{PROBE}.wasm")))
         .env("PROBE_SECRET", SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -484,7 +484,8 @@ fn a_secret_from_the_environment_never_reaches_a_log_an_error_or_plugins_check()
 fn plugins_check_lists_imports_and_http_grants() {
     let server = HttpServer::start();
     let plugins = webhook_folder(&server, "/echo", "");
-    let out = jobhost(&["plugins", "check", plugins.path().to_str().unwrap()]);
+    let wasm = plugins.path().join("webhook.wasm");
+    let out = jobhost(&["plugins", "check", wasm.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("wasi:http/outgoing-handler"), "{text}");
