@@ -40,11 +40,87 @@
 //! - Return output on success: anything that converts into [`Output`]
 //!   (`()`, `String`, `&str`, `Vec<u8>`, or [`Output::json`]).
 //! - [`Error::retry`] for failures worth another attempt (retried with
-//!   exponential backoff), [`Error::fatal`] for ones that never succeed.
+//!   exponential backoff), [`Error::retry_after`] for one not before a given
+//!   delay, [`Error::fatal`] for ones that never succeed.
 //!   A panic or a trap counts as retryable.
 //! - [`trace!`], [`debug!`], [`info!`], [`warn!`], [`error!`] log through the
 //!   host, tagged with plugin and job id; [`log`] adds key/value fields.
 //! - [`enqueue`] emits follow-up jobs, written only if this job succeeds.
+//! - [`http`] calls the origins the plugin's `NAME.toml` grants; [`config`]
+//!   reads its `[config]` values.
+//! - [`testing`] (native builds only) records what a handler asked of the
+//!   host and stands in for config and HTTP servers.
+//!
+//! # Calling an API
+//!
+//! A handler that ships an order through a shipping API, with the API's
+//! address in the manifest:
+//!
+//! ```toml
+//! # shipping.toml, beside shipping.wasm
+//! [grants]
+//! http = ["https://api.shipping.example"]
+//!
+//! [config]
+//! api_base = "https://api.shipping.example/v2"
+//! api_key = { env = "SHIPPING_KEY", secret = true }
+//! ```
+//!
+//! ```
+//! use jobhost_sdk::{Error, Job, config, http};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Order {
+//!     id: u64,
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Shipment {
+//!     tracking: String,
+//! }
+//!
+//! fn ship(job: Job) -> Result<String, Error> {
+//!     let order: Order = job.json()?;
+//!     let base = config::require("api_base")?; // not configured: fatal, says where to set it
+//!     let key = config::require("api_key")?;
+//!     let shipment: Shipment = http::post(format!("{base}/shipments"))
+//!         .header("authorization", format!("Bearer {key}"))
+//!         .header("idempotency-key", job.id()) // the same on every retry
+//!         .json(&serde_json::json!({ "order": order.id }))
+//!         .send()? // unreachable, timed out, origin not granted: retry
+//!         .error_for_status()? // 4xx fatal, 5xx retry, 429 + Retry-After: retry then
+//!         .json()?;
+//!     jobhost_sdk::info!("order {} shipped as {}", order.id, shipment.tracking);
+//!     Ok(shipment.tracking)
+//! }
+//!
+//! jobhost_sdk::plugin! {
+//!     name: "shipping",
+//!     version: "1.0.0",
+//!     handles: ["orders.paid"],
+//!     handler: ship,
+//! }
+//!
+//! // Natively, config and HTTP come from the test.
+//! use jobhost_sdk::testing::{self, HttpReply};
+//!
+//! testing::set_config("api_base", "https://api.shipping.example/v2");
+//! testing::set_config("api_key", "k-123");
+//! testing::respond_http(|request| match request.header("authorization") {
+//!     Some("Bearer k-123") => HttpReply::status(201).body(r#"{"tracking":"T-42"}"#),
+//!     _ => HttpReply::status(401).body("bad key"),
+//! });
+//! let tracking = ship(Job::new("orders.paid", r#"{"id":7}"#)).unwrap();
+//! assert_eq!(tracking, "T-42");
+//! let sent = testing::take_http_requests();
+//! assert_eq!(sent[0].url, "https://api.shipping.example/v2/shipments");
+//! assert_eq!(sent[0].body, br#"{"order":7}"#);
+//!
+//! // The API is rate limiting: retried when it says.
+//! testing::respond_http(|_| HttpReply::status(429).header("Retry-After", "20"));
+//! let error = ship(Job::new("orders.paid", r#"{"id":7}"#)).unwrap_err();
+//! assert_eq!(error.retry_delay(), Some(std::time::Duration::from_secs(20)));
+//! ```
 
 #![deny(missing_docs)]
 
@@ -54,8 +130,10 @@ extern crate self as jobhost_sdk;
 pub mod __bindings {
     include!("bindings.rs");
 }
+pub mod config;
 mod error;
 mod host;
+pub mod http;
 mod job;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -11,6 +11,7 @@ use super::cache::CodeCache;
 use super::deadline;
 use super::engine::{self, EpochTicker};
 use super::load::{LoadError, LoadedPlugin};
+use super::outbound;
 use super::state::JobState;
 use super::world;
 use crate::metrics::HttpMetrics;
@@ -36,6 +37,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         deadline::add_to_linker(&mut linker)?;
+        outbound::add_to_linker(&mut linker)?;
         world::add_to_linker(&mut linker)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Runtime {

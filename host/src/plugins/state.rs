@@ -141,6 +141,11 @@ impl JobState {
         self.outbound.requests_sent()
     }
 
+    /// The resources of the job's guest.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// What a waiting host call needs: until when it may wait, and the
     /// resources it waits on.
     pub fn deadline_and_table(&mut self) -> (Instant, &mut ResourceTable) {

@@ -9,6 +9,7 @@
 //! A refusal reaches the guest as `internal-error` with a message saying
 //! which line of which file would grant the request.
 
+mod guest_errors;
 mod origin;
 mod send;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::HttpMetrics;
+pub use guest_errors::add_to_linker;
 pub use origin::{Origin, OriginGrant};
 use send::{ByteBudget, Waits};
 
@@ -101,8 +103,11 @@ impl Outbound {
     pub fn start_job(&mut self, deadline: Instant) {
         self.deadline = deadline;
         self.sent = 0;
-        // A body still streaming from the previous job counts on its own.
-        self.received = Arc::new(AtomicU64::new(0));
+        // A body still streaming from the previous job keeps its own count.
+        match Arc::get_mut(&mut self.received) {
+            Some(received) => *received.get_mut() = 0,
+            None => self.received = Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Requests this job has sent.

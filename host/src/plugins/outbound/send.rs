@@ -88,16 +88,29 @@ pub async fn send(
         .to_owned();
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
 
-    let mut connection = Box::pin(connection);
-    let response = tokio::select! {
-        response = tokio::time::timeout(waits.first_byte, sender.send_request(request)) => {
-            response.map_err(|_| Error::ConnectionReadTimeout)??
-        }
-        closed = &mut connection => {
+    // The connection must be driven while the response comes. A server that
+    // answers and closes finishes the connection first: the response is then
+    // already there to take.
+    let mut connection = Some(Box::pin(connection));
+    let first_byte = async {
+        let send = sender.send_request(request);
+        tokio::pin!(send);
+        loop {
+            let closed = match connection.as_mut() {
+                None => break send.await,
+                Some(driving) => tokio::select! {
+                    biased;
+                    response = &mut send => break response,
+                    closed = driving => closed,
+                },
+            };
+            connection = None;
             closed?;
-            return Err(Error::HttpResponseIncomplete);
         }
     };
+    let response = tokio::time::timeout(waits.first_byte, first_byte)
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
     let response = response.map(|incoming| {
         CappedBody {
             incoming,
@@ -107,7 +120,12 @@ pub async fn send(
         }
         .boxed_unsync()
     });
-    let rest = async move { connection.await.map_err(Error::from) };
+    let rest = async move {
+        match connection {
+            Some(driving) => driving.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    };
     Ok((response, Box::new(rest)))
 }
 
