@@ -270,6 +270,8 @@ fn stalled_request_ends_at_the_time_limit_while_the_host_serves_other_jobs() {
         host.tail()
     );
 
+    // The host's limit ends the job, not an HTTP error handed to the guest
+    // just before it (which the plugin would report as its own failure).
     let dead = dead_letter(&redis, &id);
     let ended = stalled.elapsed();
     assert!(last_error(&dead).contains("timed out after 2s"), "{dead:?}");
