@@ -44,6 +44,10 @@ struct BenchArgs {
     /// Jobs drained by the `jobhost run` process whose memory is measured (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     memory_jobs: u64,
+    /// Jobs per run of the HTTP POST per job measure (`webhook` against a
+    /// loopback responder; needs webhook.wasm among --plugins; 0: skip).
+    #[arg(long, default_value_t = 5_000)]
+    http_jobs: usize,
 }
 
 fn main() -> ExitCode {
@@ -236,9 +240,69 @@ async fn execute(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if args.http_jobs > 0 {
+        http_post_per_job(&redis, &args, concurrency, runs).await?;
+    }
     line(
         "   bench process RSS (in-process hosts, after)",
         &format!("{:.1} MiB", measures::rss_mib()),
+    );
+    Ok(())
+}
+
+/// Measure 8, "HTTP POST per job": webhook jobs/s against a loopback
+/// responder, hello jobs/s and bare POSTs/s at the same concurrency, and the
+/// host's own share of a job's HTTP call.
+async fn http_post_per_job(
+    redis: &RedisServer,
+    args: &BenchArgs,
+    concurrency: usize,
+    runs: u32,
+) -> anyhow::Result<()> {
+    if !args.plugins.join("webhook.wasm").is_file() {
+        line(
+            "8. HTTP POST per job",
+            &format!("skipped: no webhook.wasm in {}", args.plugins.display()),
+        );
+        return Ok(());
+    }
+    let mut figures = Vec::new();
+    for _ in 0..runs {
+        flush(redis)?;
+        figures.push(
+            measures::http_post_per_job(&redis.url(), &args.plugins, args.http_jobs, concurrency)
+                .await?,
+        );
+    }
+    let of = |figure: fn(&measures::HttpFigures) -> f64| {
+        Spread::of(figures.iter().map(figure).collect())
+    };
+    show(
+        &format!(
+            "8. HTTP POST per job, webhook ({} jobs, {concurrency} thr)",
+            args.http_jobs
+        ),
+        "jobs/s",
+        of(|f| f.webhook),
+        Target::None,
+    );
+    show(
+        "   the same number of hello jobs",
+        "jobs/s",
+        of(|f| f.hello),
+        Target::None,
+    );
+    show(
+        "   bare POSTs from the bench, same concurrency",
+        "req/s",
+        of(|f| f.bare),
+        Target::None,
+    );
+    show(
+        "   host's share of a job's POST (beyond hello + POST)",
+        "µs/job",
+        of(measures::HttpFigures::overhead_us),
+        Target::None,
     );
     Ok(())
 }

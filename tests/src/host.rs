@@ -26,6 +26,7 @@ pub struct HostBuilder<'a> {
     binary: Option<&'a Path>,
     log_level: Option<String>,
     metrics: bool,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl<'a> HostBuilder<'a> {
@@ -51,6 +52,14 @@ impl<'a> HostBuilder<'a> {
     /// The host's `RUST_LOG`, instead of the caller's own or `info`.
     pub fn log_level(mut self, filter: &str) -> Self {
         self.log_level = Some(filter.to_owned());
+        self
+    }
+
+    /// One more environment variable for the process (a secret a manifest
+    /// reads, say).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -92,6 +101,7 @@ impl<'a> HostBuilder<'a> {
             .env("RUST_LOG", log_level)
             .env_remove("REDIS_URL")
             .env_remove("JOBHOST_REDIS_URL")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone().expect("log")))
             .stderr(Stdio::from(file));
@@ -131,6 +141,7 @@ impl Host {
             binary: None,
             log_level: None,
             metrics: false,
+            envs: Vec::new(),
         }
     }
 
@@ -142,16 +153,42 @@ impl Host {
     /// An unlabelled sample of `/metrics` (a gauge or counter); `None` when
     /// the host serves no metrics or not that one.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics_text()?.lines().find_map(|line| {
+            let (series, value) = line.split_once(' ')?;
+            (series == name).then(|| value.trim().parse().ok())?
+        })
+    }
+
+    /// The sum of every sample of metric `name` whose labels include each of
+    /// `labels` (`[("status", "denied")]`); 0 when none has, `None` when the
+    /// host serves no metrics.
+    pub fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = self.metrics_text()?;
+        let prefix = format!("{name}{{");
+        Some(
+            text.lines()
+                .filter_map(|line| {
+                    let rest = line.strip_prefix(&prefix)?;
+                    let (series, value) = rest.rsplit_once("} ")?;
+                    labels
+                        .iter()
+                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+                        .then(|| value.trim().parse::<f64>().ok())?
+                })
+                .sum(),
+        )
+    }
+
+    /// The whole `/metrics` response (head and body); `None` when the host
+    /// serves no metrics or does not answer.
+    pub fn metrics_text(&self) -> Option<String> {
         use std::io::{Read, Write};
         let port = self.metrics_port?;
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
-        response.lines().find_map(|line| {
-            let (series, value) = line.split_once(' ')?;
-            (series == name).then(|| value.trim().parse().ok())?
-        })
+        Some(response)
     }
 
     /// Whether the process has exited (or died), as `/proc` sees it; unlike

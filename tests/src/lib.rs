@@ -6,6 +6,7 @@
 mod binaries;
 mod cli;
 mod host;
+pub mod http_server;
 pub mod proc_status;
 mod redis_server;
 pub mod topologies;
@@ -17,6 +18,7 @@ pub use host::{
     Host, HostBuilder, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,
     one_line_error,
 };
+pub use http_server::HttpServer;
 pub use redis_server::{RedisServer, free_port};
 pub use wait::wait_until;
 

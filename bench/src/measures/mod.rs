@@ -3,6 +3,7 @@
 //! `host::run`; the ones measured from outside are `jobhost run` processes.
 
 mod child;
+mod http;
 mod memory;
 mod startup;
 
@@ -19,6 +20,7 @@ use jobhost::keys::QueueKeys;
 use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
 use tempfile::TempDir;
 
+pub use http::{HttpFigures, http_post_per_job};
 pub use memory::host_memory;
 pub use startup::first_job_ms;
 
