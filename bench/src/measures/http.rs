@@ -272,31 +272,4 @@ mod tests {
         assert!(rate > 0.0);
         assert_eq!(responder.answered(), 52);
     }
-
-    /// The whole measure, small, against the plugins the test harness builds
-    /// (a debug build: minutes of plugin builds, so not by default).
-    #[ignore = "builds every plugin; run with --ignored"]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_measure_drains_webhook_and_hello_jobs_against_the_responder() {
-        let redis = tokio::task::block_in_place(jobhost_tests::RedisServer::start);
-        let plugins = tokio::task::block_in_place(jobhost_tests::built_plugins);
-        let figures = http_post_per_job(&redis.url(), plugins, 200, 2)
-            .await
-            .unwrap();
-        assert!(
-            figures.webhook > 0.0 && figures.hello > figures.webhook && figures.bare > 0.0,
-            "{figures:?}"
-        );
-    }
-
-    #[test]
-    fn the_overhead_is_what_a_webhook_job_costs_beyond_hello_and_its_post() {
-        let figures = HttpFigures {
-            webhook: 1000.0,
-            hello: 10_000.0,
-            bare: 2000.0,
-        };
-        // 1000 µs - 100 µs - 500 µs
-        assert!((figures.overhead_us() - 400.0).abs() < 1e-6);
-    }
 }
