@@ -136,10 +136,6 @@ impl JobState {
         self.config.secrets()
     }
 
-    /// Outbound HTTP requests the current job has sent.
-    pub fn http_requests(&self) -> u32 {
-        self.outbound.requests_sent()
-    }
 
     /// The resources of the job's guest.
     pub fn table(&mut self) -> &mut ResourceTable {

@@ -113,11 +113,6 @@ impl Outbound {
         }
     }
 
-    /// Requests this job has sent.
-    pub fn requests_sent(&self) -> u32 {
-        self.sent
-    }
-
     fn refuse(&self, origin: &str, message: String) -> PendingSend {
         self.metrics
             .request_done(&self.plugin, origin, "denied", None);
