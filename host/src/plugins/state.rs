@@ -136,7 +136,6 @@ impl JobState {
         self.config.secrets()
     }
 
-
     /// The resources of the job's guest.
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
