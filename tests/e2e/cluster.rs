@@ -174,6 +174,94 @@ fn host_keeps_working_through_a_failover_of_its_queues_master() {
     host.wait_for_log_count(DONE, 1100, WAIT);
 }
 
+/// Enqueues a `kv.count` job for each of `numbers` on `queue`, in one batch.
+fn enqueue_counts(url: &str, queue: &str, numbers: std::ops::Range<usize>) {
+    let lines: String = numbers
+        .map(|n| format!("{{\"type\":\"kv.count\",\"payload\":{{\"n\":{n}}}}}\n"))
+        .collect();
+    ok_stdout(jobhost_tests::jobhost_with_stdin(
+        &["enqueue", "--batch", "--queue", queue, "--redis", url],
+        &lines,
+    ));
+}
+
+#[test]
+fn key_value_state_commits_with_the_ack_on_each_queues_own_master() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["kv-probe"]);
+    plugins.write(
+        "kv-probe.toml",
+        b"[grants]\nkeyvalue = [\"counters\", \"markers\"]\n",
+    );
+    let default = "default".to_owned();
+    let other = cluster.queue_on_another_master(&default);
+    let _hosts: Vec<Host> = [&default, &other]
+        .iter()
+        .map(|queue| {
+            Host::start(
+                &url,
+                plugins.path(),
+                &["--queue", queue.as_str(), "--claim-idle", "2s"],
+            )
+        })
+        .collect();
+    // Different numbers of jobs per queue, so a bucket counted in the wrong
+    // queue shows.
+    let jobs = [(&default, 300), (&other, 200)];
+    for (queue, count) in jobs {
+        enqueue_counts(&url, queue, 0..count);
+    }
+
+    for (queue, count) in jobs {
+        let counters = format!("jobhost:{{{queue}}}:kv:counters");
+        let markers = format!("jobhost:{{{queue}}}:kv:markers");
+        let home = cluster.node_of(&format!("jobhost:{{{queue}}}:stream"));
+        assert_eq!(
+            cluster.node_of(&counters).port(),
+            home.port(),
+            "a bucket lives on its queue's master"
+        );
+        let mut conn = home.connection();
+        wait_until(&format!("every job of queue {queue} is done"), WAIT, || {
+            let done: Option<u64> = redis::cmd("HGET")
+                .arg(format!("jobhost:{{{queue}}}:counters"))
+                .arg("done")
+                .query(&mut conn)
+                .unwrap_or(None);
+            done.unwrap_or(0) >= count as u64
+        });
+        let values: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(&counters)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(values.len(), 100, "queue {queue}: {values:?}");
+        assert!(
+            values.values().all(|&v| v == count as u64 / 100),
+            "queue {queue}: each counter counts its jobs exactly: {values:?}"
+        );
+        let marked: u64 = redis::cmd("HLEN").arg(&markers).query(&mut conn).unwrap();
+        assert_eq!(marked, count as u64, "queue {queue}: one marker per job");
+        let dead: u64 = redis::cmd("XLEN")
+            .arg(format!("jobhost:{{{queue}}}:dlq"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(dead, 0, "queue {queue}: nothing dead-lettered");
+        // `jobhost kv` finds the bucket of each queue through the cluster.
+        let got = ok_stdout(jobhost(&[
+            "kv", "get", "counters", "c0", "--queue", queue, "--redis", &url,
+        ]));
+        assert_eq!(got.trim(), (count / 100).to_string(), "queue {queue}");
+    }
+    assert_ne!(
+        cluster.node_of("jobhost:{default}:kv:counters").port(),
+        cluster
+            .node_of(&format!("jobhost:{{{other}}}:kv:counters"))
+            .port(),
+        "one bucket name in two queues is two buckets, on two masters"
+    );
+}
+
 #[test]
 fn a_cluster_url_naming_no_reachable_node_is_one_clear_error() {
     let port = jobhost_tests::free_port();
