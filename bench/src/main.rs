@@ -48,6 +48,11 @@ struct BenchArgs {
     /// loopback responder; needs webhook.wasm among --plugins; 0: skip).
     #[arg(long, default_value_t = 5_000)]
     http_jobs: usize,
+    /// Jobs per run of the key-value increment per job measure (`tally`,
+    /// whose writes commit with the ack; needs tally.wasm and tally.toml
+    /// among --plugins; 0: skip).
+    #[arg(long, default_value_t = 20_000)]
+    kv_jobs: usize,
 }
 
 fn main() -> ExitCode {
@@ -243,6 +248,9 @@ async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if args.http_jobs > 0 {
         http_post_per_job(&redis, &args, concurrency, runs).await?;
     }
+    if args.kv_jobs > 0 {
+        kv_increment_per_job(&redis, &args, concurrency, runs).await?;
+    }
     line(
         "   bench process RSS (in-process hosts, after)",
         &format!("{:.1} MiB", measures::rss_mib()),
@@ -302,6 +310,62 @@ async fn http_post_per_job(
         "   host's share of a job's POST (beyond hello + POST)",
         "µs/job",
         of(measures::HttpFigures::overhead_us),
+        Target::None,
+    );
+    Ok(())
+}
+
+/// Measure 9, "key-value increment per job": tally jobs/s (two increments
+/// committed with each ack) beside hello jobs/s, and what the commit costs
+/// a job.
+async fn kv_increment_per_job(
+    redis: &RedisServer,
+    args: &BenchArgs,
+    concurrency: usize,
+    runs: u32,
+) -> anyhow::Result<()> {
+    if !args.plugins.join("tally.wasm").is_file() {
+        line(
+            "9. key-value increment per job",
+            &format!("skipped: no tally.wasm in {}", args.plugins.display()),
+        );
+        return Ok(());
+    }
+    let mut figures = Vec::new();
+    for _ in 0..runs {
+        flush(redis)?;
+        figures.push(
+            measures::kv_increment_per_job(
+                &redis.url(),
+                &args.plugins,
+                args.kv_jobs,
+                concurrency,
+                args.prefetch,
+            )
+            .await?,
+        );
+    }
+    let of =
+        |figure: fn(&measures::KvFigures) -> f64| Spread::of(figures.iter().map(figure).collect());
+    show(
+        &format!(
+            "9. KV increments per job, tally ({} jobs, {concurrency} thr)",
+            args.kv_jobs
+        ),
+        "jobs/s",
+        of(|f| f.tally),
+        Target::None,
+    );
+    show(
+        "   the same number of hello jobs",
+        "jobs/s",
+        of(|f| f.hello),
+        Target::None,
+    );
+    show(
+        "   cost of the KV reads, writes and commit",
+        "µs/job",
+        of(measures::KvFigures::commit_us),
         Target::None,
     );
     Ok(())

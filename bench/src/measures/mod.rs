@@ -4,6 +4,7 @@
 
 mod child;
 mod http;
+mod kv;
 mod memory;
 mod startup;
 
@@ -21,6 +22,7 @@ use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
 use tempfile::TempDir;
 
 pub use http::{HttpFigures, http_post_per_job};
+pub use kv::{KvFigures, kv_increment_per_job};
 pub use memory::host_memory;
 pub use startup::first_job_ms;
 
@@ -49,9 +51,13 @@ impl Spread {
 }
 
 fn jobs(count: usize, job_type: &str) -> anyhow::Result<Vec<Envelope>> {
+    jobs_of(count, job_type, PAYLOAD)
+}
+
+fn jobs_of(count: usize, job_type: &str, payload: &str) -> anyhow::Result<Vec<Envelope>> {
     let job_type = JobType::parse(job_type)?;
     Ok((0..count)
-        .map(|_| Envelope::new(job_type.clone(), PAYLOAD.as_bytes().to_vec()))
+        .map(|_| Envelope::new(job_type.clone(), payload.as_bytes().to_vec()))
         .collect())
 }
 
@@ -78,15 +84,30 @@ pub async fn drain_rate(
     prefetch: usize,
 ) -> anyhow::Result<f64> {
     let queue = format!("drain{}", fastrand::u32(..));
-    let keys = QueueKeys::new("bench", &queue);
+    let jobs = jobs(count, job_type)?;
+    drain_queue(url, plugins, &queue, jobs, concurrency, prefetch).await
+}
+
+/// Jobs/s of a host draining `jobs`, enqueued first on `queue` (of
+/// namespace `bench`), from host start to the last ack.
+async fn drain_queue(
+    url: &str,
+    plugins: &Path,
+    queue: &str,
+    jobs: Vec<Envelope>,
+    concurrency: usize,
+    prefetch: usize,
+) -> anyhow::Result<f64> {
+    let count = jobs.len();
+    let keys = QueueKeys::new("bench", queue);
     let mut producer = Redis::connect(url).await?;
-    for chunk in jobs(count, job_type)?.chunks(CHUNK) {
+    for chunk in jobs.chunks(CHUNK) {
         producer.enqueue_batch(&keys, chunk).await?;
     }
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;
-    let config = host_config(url, plugins, &queue, concurrency, prefetch);
+    let config = host_config(url, plugins, queue, concurrency, prefetch);
     let (trigger, shutdown) = jobhost::shutdown::channel();
     let started = Instant::now();
     let running = tokio::spawn(host::run(config, shutdown));
