@@ -4,6 +4,12 @@
 //! set where they are counted: a job without a receipt was lost, a job with
 //! two was doubled by our bookkeeping.
 //!
+//! The same jobs prove key-value state exactly-once (SPEC §10): each sets a
+//! marker of its own (failing fatally if it finds one already committed) and
+//! adds 1 to one of 100 shared counters, both committed with its ack. After
+//! the storm the counters sum to the number of jobs and there is one marker
+//! per job, though jobs ran twice after reclaims.
+//!
 //! `JOBHOST_CHAOS_JOBS` sets the number of jobs (default 10000).
 
 use std::collections::HashMap;
@@ -22,6 +28,11 @@ const HOST_ARGS: &[&str] = &[
     "--retry-cap",
     "1h",
 ];
+
+/// The buckets the chaos jobs count in, and the manifest granting them.
+const COUNTERS: &str = "jobhost:{default}:kv:counters";
+const MARKERS: &str = "jobhost:{default}:kv:markers";
+const GRANTS: &str = "[grants]\nkeyvalue = [\"counters\", \"markers\"]\n";
 
 fn done_count(conn: &mut redis::Connection) -> u64 {
     let done: Option<u64> = redis::cmd("HGET")
@@ -67,6 +78,7 @@ fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
         .unwrap_or(10_000);
     let mut redis = RedisServer::start_with_aof();
     let plugins = PluginDir::with(&["testbed"]);
+    plugins.write("testbed.toml", GRANTS.as_bytes());
     let mut conn = redis.connection();
     xadd_jobs(&mut conn, "test.chaos", (0..jobs).map(|i| i.to_string()));
 
@@ -130,10 +142,25 @@ fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
         .filter(|i| !receipts.contains_key(&i.to_string()))
         .count();
     let duplicated: u32 = receipts.values().map(|n| n - 1).sum();
-    let dead_lettered = entries(&mut conn, keys::DLQ).len();
+    let dead = entries(&mut conn, keys::DLQ);
+    let dead_lettered = dead.len();
+    let already_set = dead
+        .iter()
+        .filter(|(_, f)| {
+            f.get("last_error")
+                .is_some_and(|e| e.contains("already set"))
+        })
+        .count();
+    let counters: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg(COUNTERS)
+        .query(&mut conn)
+        .unwrap();
+    let counter_sum: u64 = counters.values().sum();
+    let markers: u64 = redis::cmd("HLEN").arg(MARKERS).query(&mut conn).unwrap();
     println!(
         "chaos: jobs={jobs} host_kills={kills} redis_restarts={restarts} lost={lost} duplicated={duplicated} dead-lettered={dead_lettered}"
     );
+    println!("kv: jobs={jobs} counter_sum={counter_sum} markers={markers}");
     assert!(
         kills >= 3 && restarts >= 1,
         "the chaos plan did not run: {kills} kills, {restarts} restarts"
@@ -141,4 +168,11 @@ fn no_job_is_lost_or_doubled_while_hosts_die_and_redis_restarts() {
     assert_eq!(lost, 0, "lost jobs");
     assert_eq!(dead_lettered, 0, "dead-lettered jobs");
     assert_eq!(duplicated, 0, "jobs recorded twice");
+    assert_eq!(already_set, 0, "jobs that found their own marker committed");
+    assert_eq!(
+        counter_sum, jobs as u64,
+        "counts lost or doubled: {counters:?}"
+    );
+    assert_eq!(markers, jobs as u64, "one marker per job");
+    assert_eq!(counters.len(), jobs.min(100), "every counter counted");
 }

@@ -1,11 +1,12 @@
 //! A test-only plugin whose job types each exercise one behaviour the host
 //! must survive or get right: slow jobs, follow-ups across retries, receipts
-//! for the chaos test, and hostile code (loops, memory bombs, floods).
+//! and key-value counts for the chaos test, and hostile code (loops, memory
+//! bombs, floods).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use jobhost_sdk::{Error, Job, Output};
+use jobhost_sdk::{Error, Job, Output, kv};
 
 fn handle(job: Job) -> Result<Output, Error> {
     match job.job_type() {
@@ -35,10 +36,28 @@ fn handle(job: Job) -> Result<Output, Error> {
             Ok(().into())
         }
         "test.chain-next" => Ok(().into()),
-        // The chaos test's job: leaves a receipt naming the payload. No plugin
-        // handles receipts, so they wait in the delayed set to be counted.
+        // The chaos test's job: leaves a receipt naming the payload (no
+        // plugin handles receipts, so they wait in the delayed set to be
+        // counted) and counts itself in key-value state: a marker per job,
+        // refused if already committed, and one of 100 shared counters. Both
+        // commit with the ack, so a job run twice must neither find its own
+        // marker nor count twice.
         "test.chaos" => {
             jobhost_sdk::enqueue("receipt.chaos", job.payload())?;
+            let n: u64 = job
+                .payload_str()?
+                .trim()
+                .parse()
+                .map_err(|e| Error::fatal(format!("payload is not a job number: {e}")))?;
+            count_once(n).map_err(|e| {
+                // The store unreachable while Redis restarts: soon again,
+                // not after the host's hour-long backoff of this test.
+                if e.is_fatal() {
+                    e
+                } else {
+                    Error::retry_after(e.message().to_owned(), Duration::from_millis(200))
+                }
+            })?;
             Ok(().into())
         }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
@@ -115,6 +134,19 @@ fn handle(job: Job) -> Result<Output, Error> {
             "testbed has no behaviour for {other}"
         ))),
     }
+}
+
+/// The chaos job's key-value work: its marker `m{n}`, refused if already
+/// committed, and one more in counter `c{n % 100}`.
+fn count_once(n: u64) -> Result<(), Error> {
+    let markers = kv::Bucket::open("markers")?;
+    let marker = format!("m{n}");
+    if markers.exists(&marker)? {
+        return Err(Error::fatal(format!("marker {marker} already set")));
+    }
+    markers.set(&marker, b"1")?;
+    kv::Bucket::open("counters")?.increment(&format!("c{}", n % 100), 1)?;
+    Ok(())
 }
 
 unsafe extern "C" {
