@@ -48,8 +48,10 @@
 //! - [`enqueue`] emits follow-up jobs, written only if this job succeeds.
 //! - [`http`] calls the origins the plugin's `NAME.toml` grants; [`config`]
 //!   reads its `[config]` values.
+//! - [`kv`] reads and writes the key-value buckets the manifest grants; a
+//!   job's writes are committed with its acknowledgement, only if it succeeds.
 //! - [`testing`] (native builds only) records what a handler asked of the
-//!   host and stands in for config and HTTP servers.
+//!   host and stands in for config, HTTP servers and key-value buckets.
 //!
 //! # Calling an API
 //!
@@ -135,6 +137,7 @@ mod error;
 mod host;
 pub mod http;
 mod job;
+pub mod kv;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 

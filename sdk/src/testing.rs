@@ -1,9 +1,10 @@
 //! Reading what a handler asked of the host, in native unit tests, and
 //! standing in for what the host provides: [`set_config`] for `[config]`
-//! values, [`respond_http`] for the servers a plugin calls.
+//! values, [`respond_http`] for the servers a plugin calls, an in-memory
+//! store for [`kv`](crate::kv) buckets ([`kv_set`], [`kv_get`]).
 //!
 //! State is per thread, and `cargo test` runs each test on a thread of its
-//! own, so tests do not see each other's logs, config or stubs.
+//! own, so tests do not see each other's logs, config, stubs or buckets.
 //!
 //! ```
 //! use jobhost_sdk::{Job, testing};
@@ -19,6 +20,9 @@ use std::collections::BTreeMap;
 
 use crate::Level;
 use crate::http::Method;
+
+pub(crate) mod kv_store;
+pub use kv_store::{clear_kv, deny_bucket, kv_get, kv_keys, kv_set};
 
 /// One recorded log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
