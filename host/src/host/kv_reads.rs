@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::runtime::Handle;
 
-use crate::broker::Redis;
+use crate::broker::{BrokerError, Redis};
 use crate::keys::QueueKeys;
 use crate::plugins::kv::{CommittedKv, KeyPage};
 
@@ -27,31 +27,43 @@ impl RedisKv {
         }
     }
 
-    fn call<T, F>(&self, deadline: Instant, command: impl FnOnce(Redis, QueueKeys) -> F) -> Result<T, String>
+    fn call<T, F>(
+        &self,
+        bucket: &str,
+        deadline: Instant,
+        command: impl FnOnce(Redis, QueueKeys) -> F,
+    ) -> Result<T, String>
     where
-        F: Future<Output = Result<T, crate::broker::BrokerError>>,
+        F: Future<Output = Result<T, BrokerError>>,
     {
         let future = command(self.redis.clone(), self.keys.clone());
         let deadline = tokio::time::Instant::from_std(deadline);
-        self.runtime.block_on(async move {
-            match tokio::time::timeout_at(deadline, future).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(format!("state store unavailable: {error}")),
-                Err(_) => Err("state store did not answer within the job's time limit".to_owned()),
+        let result = self
+            .runtime
+            .block_on(async move { tokio::time::timeout_at(deadline, future).await });
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(BrokerError::Command { error, .. })) if error.code() == Some("WRONGTYPE") => {
+                Err(format!(
+                    "the bucket's Redis key {} holds another type, not a hash: fix or delete it",
+                    self.keys.kv_bucket(bucket)
+                ))
             }
-        })
+            Ok(Err(error)) => Err(format!("state store unavailable: {error}")),
+            Err(_) => Err("state store did not answer within the job's time limit".to_owned()),
+        }
     }
 }
 
 impl CommittedKv for RedisKv {
     fn get(&self, bucket: &str, key: &str, deadline: Instant) -> Result<Option<Vec<u8>>, String> {
-        self.call(deadline, |mut redis, keys| async move {
+        self.call(bucket, deadline, |mut redis, keys| async move {
             redis.kv_get(&keys, bucket, key).await
         })
     }
 
     fn exists(&self, bucket: &str, key: &str, deadline: Instant) -> Result<bool, String> {
-        self.call(deadline, |mut redis, keys| async move {
+        self.call(bucket, deadline, |mut redis, keys| async move {
             redis.kv_exists(&keys, bucket, key).await
         })
     }
@@ -63,7 +75,7 @@ impl CommittedKv for RedisKv {
         count: usize,
         deadline: Instant,
     ) -> Result<KeyPage, String> {
-        let (next, keys) = self.call(deadline, |mut redis, keys| async move {
+        let (next, keys) = self.call(bucket, deadline, |mut redis, keys| async move {
             redis.kv_page(&keys, bucket, cursor, count).await
         })?;
         Ok(KeyPage {
