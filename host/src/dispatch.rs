@@ -150,7 +150,15 @@ impl Dispatcher {
         };
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
         let outcome = match plugin.run(&job, cache) {
-            RunOutcome::Success { output, follow_ups } => Outcome::Done { output, follow_ups },
+            RunOutcome::Success {
+                output,
+                follow_ups,
+                kv_writes,
+            } => Outcome::Done {
+                output,
+                follow_ups,
+                kv_writes,
+            },
             RunOutcome::Retry { reason, after } => {
                 self.policy
                     .retry

@@ -50,6 +50,18 @@ impl QueueKeys {
         format!("{}:alive:{consumer}", self.prefix)
     }
 
+    /// The hash holding key-value bucket `bucket` of this queue (field: the
+    /// key, value: its bytes). A bucket lives with its queue, so its writes
+    /// commit in the same atomic step as the queue's acknowledgements.
+    pub fn kv_bucket(&self, bucket: &str) -> String {
+        format!("{}{bucket}", self.kv_prefix())
+    }
+
+    /// The start of every bucket key of this queue.
+    pub fn kv_prefix(&self) -> String {
+        format!("{}:kv:", self.prefix)
+    }
+
     /// The start of every reply stream of this queue.
     pub fn reply_prefix(&self) -> String {
         format!("{}:reply:", self.prefix)
@@ -104,6 +116,7 @@ mod tests {
         assert_eq!(keys.dlq, "jobhost:{default}:dlq");
         assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
         assert_eq!(keys.reply("c"), "jobhost:{default}:reply:c");
+        assert_eq!(keys.kv_bucket("counters"), "jobhost:{default}:kv:counters");
     }
 
     #[test]

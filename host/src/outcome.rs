@@ -4,14 +4,17 @@
 use std::time::Duration;
 
 use crate::plugins::FollowUp;
+use crate::plugins::kv::KvWrite;
 
 /// The result of one delivery, as the broker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Handled: acknowledge, and write the follow-up jobs in the same step.
+    /// Handled: acknowledge, and write the follow-up jobs and the key-value
+    /// writes in the same step.
     Done {
         output: Vec<u8>,
         follow_ups: Vec<FollowUp>,
+        kv_writes: Vec<KvWrite>,
     },
     /// Run again after `after`, as the next attempt.
     Retry { after: Duration, error: String },

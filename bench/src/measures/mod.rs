@@ -18,7 +18,7 @@ use jobhost::broker::Redis;
 use jobhost::envelope::{Envelope, JobType};
 use jobhost::host::{self, HostConfig};
 use jobhost::keys::QueueKeys;
-use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime};
+use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime, Services};
 use tempfile::TempDir;
 
 pub use http::{HttpFigures, http_post_per_job};
@@ -314,7 +314,7 @@ pub fn dispatch_overhead(
     count: u32,
     runs: u32,
 ) -> anyhow::Result<Spread> {
-    let runtime = Runtime::new(1, CodeCache::new(None), Default::default())
+    let runtime = Runtime::new(1, CodeCache::new(None), Services::standalone())
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let mut plugin = runtime.load(plugin)?;
     // A fresh instance per job, whatever a manifest beside the file says.

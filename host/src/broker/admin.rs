@@ -51,6 +51,8 @@ pub struct QueueStats {
     pub failed: u64,
     pub retried: u64,
     pub expired: u64,
+    /// Key-value buckets of the queue and how many keys each holds.
+    pub buckets: std::collections::BTreeMap<String, u64>,
 }
 
 /// What became of a replay request.
@@ -199,6 +201,12 @@ impl Redis {
             Vec::new()
         };
         let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let buckets = self
+            .kv_buckets(keys)
+            .await?
+            .into_iter()
+            .map(|size| (size.bucket, size.keys))
+            .collect();
         Ok(QueueStats {
             queue: keys.queue.clone(),
             stream_length,
@@ -211,6 +219,7 @@ impl Redis {
             failed: counter("dead"),
             retried: counter("retry"),
             expired: counter("expired"),
+            buckets,
         })
     }
 }

@@ -5,14 +5,16 @@
 //!
 //! `consume.rs` reads jobs through the consumer group, `record.rs` writes each
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
-//! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats); `entries.rs` is the
-//! one parser of stream replies.
+//! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
+//! and repairs key-value buckets; `entries.rs` is the one parser of stream
+//! replies.
 
 mod admin;
 mod connection;
 mod consume;
 pub mod delayed;
 mod entries;
+mod kv;
 mod produce;
 mod reclaim;
 mod record;
@@ -28,6 +30,7 @@ pub use admin::{DeadJob, QueueStats, Replay};
 pub use connection::Connection;
 pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
+pub use kv::BucketSize;
 pub use produce::JobResult;
 pub use reclaim::{ClaimCursor, ConsumerStats};
 pub use record::{Record, Recorded, Unwritten};

@@ -7,6 +7,7 @@ use redis::Script;
 use crate::envelope::{Envelope, field, now_rfc3339};
 use crate::keys::QueueKeys;
 use crate::outcome::Outcome;
+use crate::plugins::kv::{KvOp, KvWrite};
 
 use super::entries::{Delivery, Unfit};
 use super::{BrokerError, Redis};
@@ -75,6 +76,26 @@ impl redis::FromRedisValue for Recorded {
     }
 }
 
+/// A "done" record's key-value writes, after its follow-ups: their count,
+/// then bucket (index into KEYS), op, key and value or count per write.
+fn push_kv_writes(args: &mut Vec<Vec<u8>>, writes: &[KvWrite], bucket_index: &dyn Fn(&str) -> usize) {
+    if writes.is_empty() {
+        return;
+    }
+    args.push(writes.len().to_string().into_bytes());
+    for write in writes {
+        args.push(bucket_index(&write.bucket).to_string().into_bytes());
+        let (op, arg) = match &write.op {
+            KvOp::Set(value) => ("set", value.clone()),
+            KvOp::Delete => ("del", Vec::new()),
+            KvOp::Increment(delta) => ("incr", delta.to_string().into_bytes()),
+        };
+        args.push(op.as_bytes().to_vec());
+        args.push(write.key.as_bytes().to_vec());
+        args.push(arg);
+    }
+}
+
 /// `record_outcomes.lua` returns each list flat: entry id, key, reason, ...
 fn triples(flat: Vec<Vec<u8>>) -> Vec<Unwritten> {
     let mut items = flat
@@ -106,35 +127,63 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
             .and_then(|job| job.reply_to.as_deref())
             .filter(|key| key.starts_with(prefix))
     }
+    // Then the buckets written, as KEYS[5 + replies..].
+    let mut buckets: Vec<&str> = Vec::new();
     for record in records {
         if let Some(reply) = reply_of(record, &prefix)
             && !replies.contains(&reply)
         {
             replies.push(reply);
         }
+        for write in record.kv_writes() {
+            if !buckets.contains(&write.bucket.as_str()) {
+                buckets.push(&write.bucket);
+            }
+        }
     }
+    let bucket_keys: Vec<String> = buckets.iter().map(|b| keys.kv_bucket(b)).collect();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script_sha)
-        .arg(4 + replies.len())
+        .arg(4 + replies.len() + bucket_keys.len())
         .arg(&keys.stream)
         .arg(&keys.delayed)
         .arg(&keys.dlq)
         .arg(&keys.counters)
         .arg(&replies)
+        .arg(&bucket_keys)
         .arg(&keys.group)
         .arg(records.len());
+    let bucket_index = |bucket: &str| {
+        let at = buckets.iter().position(|b| *b == bucket).unwrap_or(0);
+        5 + replies.len() + at
+    };
     for record in records {
         let reply = reply_of(record, &prefix)
             .and_then(|key| replies.iter().position(|r| *r == key))
             .map_or(0, |index| index + 5);
-        record.add_args(&mut cmd, keys, reply);
+        record.add_args(&mut cmd, keys, reply, &bucket_index);
     }
     cmd
 }
 
 impl Record<'_> {
-    /// This record's arguments, as `record_outcomes.lua` reads them.
-    fn add_args(&self, cmd: &mut redis::Cmd, keys: &QueueKeys, reply: usize) {
+    /// The key-value writes this record commits.
+    fn kv_writes(&self) -> &[KvWrite] {
+        match (self.outcome, &self.delivery.job) {
+            (Outcome::Done { kv_writes, .. }, Ok(_)) => kv_writes,
+            _ => &[],
+        }
+    }
+
+    /// This record's arguments, as `record_outcomes.lua` reads them;
+    /// `bucket_index` gives a bucket's index into KEYS.
+    fn add_args(
+        &self,
+        cmd: &mut redis::Cmd,
+        keys: &QueueKeys,
+        reply: usize,
+        bucket_index: &dyn Fn(&str) -> usize,
+    ) {
         let job = self.delivery.job.as_ref().ok();
         // Only a waiting producer reads it; nobody waits for most jobs.
         let reply_text: &[u8] = match self.outcome {
@@ -148,8 +197,13 @@ impl Record<'_> {
             .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
             .arg(reply)
             .arg(reply_text);
-        if let Outcome::Done { follow_ups, .. } = self.outcome
+        if let Outcome::Done {
+            follow_ups,
+            kv_writes,
+            ..
+        } = self.outcome
             && follow_ups.is_empty()
+            && kv_writes.is_empty()
             && job.is_some()
         {
             // Most outcomes: done, no follow-ups; the same arguments as
@@ -157,7 +211,8 @@ impl Record<'_> {
             cmd.arg("done").arg(1).arg(0);
             return;
         }
-        let (action, args) = self.action(keys);
+        let (action, mut args) = self.action(keys);
+        push_kv_writes(&mut args, self.kv_writes(), bucket_index);
         cmd.arg(action).arg(args.len()).arg(args);
     }
 
@@ -265,6 +320,7 @@ mod tests {
         let outcome = Outcome::Done {
             output: b"out".to_vec(),
             follow_ups: Vec::new(),
+            kv_writes: Vec::new(),
         };
         let record = Record {
             delivery: &delivery,
@@ -273,7 +329,7 @@ mod tests {
         };
         let keys = QueueKeys::new("ns", "q");
         let mut shortcut = redis::cmd("EVALSHA");
-        record.add_args(&mut shortcut, &keys, 0);
+        record.add_args(&mut shortcut, &keys, 0, &|_| 0);
         let (action, args) = record.action(&keys);
         let mut generic = redis::cmd("EVALSHA");
         generic

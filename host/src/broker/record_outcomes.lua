@@ -2,11 +2,16 @@
 --
 -- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its
 -- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired),
--- KEYS[5..] reply streams of producers waiting for some of these jobs
+-- KEYS[5..] reply streams of producers waiting for some of these jobs, then
+-- the key-value buckets (hashes) the jobs write
 -- ARGV[1] consumer group, ARGV[2] number of records, then per record:
 --   entry id, job id, reply (index into KEYS, 0 for none), reply text (the
 --   output or the final error), action, n, and the action's n arguments:
---   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...)
+--   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...);
+--           then, if any arguments are left, the number of key-value writes
+--           and per write: its bucket (index into KEYS), "set", "del" or
+--           "incr", the key (hash field) and the value or the count to add
+--           ("" for "del"); at most one write per key and record
 --   "retry" due time (ms since epoch), the next attempt's fields as one delayed-set
 --           member (a MessagePack array, see delayed.rs)
 --   "dead"  the dead-letter entry's fields (k, v, ...)
@@ -23,7 +28,8 @@
 -- write (the first XACK) and no write after it can fail: a script error can
 -- only come before anything was written, and the call is safe to repeat.
 -- An outcome that cannot be written (its delayed set or dead-letter stream
--- holds another type, a stream has used up its entry ids, too many fields)
+-- holds another type, a stream has used up its entry ids, too many fields,
+-- a bucket is no hash, a count to increment is no count or would overflow)
 -- is not acknowledged: the entry stays pending, to be reclaimed and run again
 -- once the key is fixed. Writes the outcome does not need are skipped when
 -- impossible: the reply to a waiting producer, the counters.
@@ -119,6 +125,91 @@ local function still_pending(entry)
   return type(pending) == 'table' and pending.err == nil and #pending > 0
 end
 
+-- Key-value writes of a "done" record: where its write count is, or nil.
+local kv_at = {}
+
+-- HINCRBY fails on a value that is no integer, or on overflow. So that no
+-- increment can fail, every count some record of the batch increments is
+-- followed through the batch, assuming the worst of the records before it
+-- (any of them may turn out to be acknowledged already, and write nothing):
+-- the largest value it may start from, all that is added to it, and whether
+-- it may hold something that is not a count.
+local SAFE_COUNT = 9.2e18
+local function count_of(value)
+  if value == false or value == nil then
+    return 0
+  end
+  local digits = value:match('^%-?([1-9]%d*)$') or (value == '0' and '0')
+  if digits and #digits <= 19 then
+    return tonumber(value)
+  end
+  return nil
+end
+local incremented = {}
+local function each_write(at, visit)
+  local p = at + 1
+  for _ = 1, tonumber(ARGV[at]) do
+    visit(KEYS[tonumber(ARGV[p])], ARGV[p + 1], ARGV[p + 2], ARGV[p + 3])
+    p = p + 4
+  end
+end
+local counts_seen = {}
+local function count_state(key, field)
+  local fields = counts_seen[key]
+  if not fields then
+    fields = {}
+    counts_seen[key] = fields
+  end
+  local state = fields[field]
+  if not state then
+    local start = count_of(redis.call('HGET', key, field))
+    state = { largest = math.max(start or 0, 0), added = 0, not_count = start == nil }
+    fields[field] = state
+  end
+  return state
+end
+-- Why the writes at `at` cannot all be applied, or false; when they can,
+-- they are followed for the records after this one.
+local function kv_problem(at)
+  local problem, key_of_problem = false, nil
+  each_write(at, function(key, op, field, arg)
+    if problem then
+      return
+    end
+    problem = problem_of(key, 'hash')
+    if not problem and op == 'incr' then
+      local state = count_state(key, field)
+      if state.not_count then
+        problem = 'has key ' .. field .. ' holding a value that is not a count, which HINCRBY cannot increment'
+      elseif state.largest + state.added + tonumber(arg) >= SAFE_COUNT then
+        problem = 'has key ' .. field .. ' whose count would overflow'
+      end
+    end
+    key_of_problem = problem and key
+  end)
+  if problem then
+    return problem, key_of_problem
+  end
+  each_write(at, function(key, op, field, arg)
+    local fields = incremented[key]
+    if not (fields and fields[field]) then
+      return
+    end
+    local state = count_state(key, field)
+    if op == 'incr' then
+      state.added = state.added + tonumber(arg)
+    elseif op == 'set' then
+      local count = count_of(arg)
+      if count == nil then
+        state.not_count = true
+      else
+        state.largest = math.max(state.largest, count)
+      end
+    end
+  end)
+  return false
+end
+
 -- Checks, reading only. Records are parsed once; `starts` keeps where each begins.
 local starts, hold = {}, {}
 local held, skipped = {}, {}
@@ -137,6 +228,15 @@ for i = 1, n do
       local count = tonumber(ARGV[p])
       problem = problem or fields_problem(count) or problem_of(key, 'stream')
       p = p + (count or 0) + 1
+    end
+    if p < at then
+      kv_at[i] = p
+      each_write(p, function(bucket, op, field)
+        if op == 'incr' then
+          incremented[bucket] = incremented[bucket] or {}
+          incremented[bucket][field] = true
+        end
+      end)
     end
   elseif action == 'retry' then
     key = KEYS[2]
@@ -159,6 +259,20 @@ for i = 1, n do
   else
     local outcome = OUTCOME_OF[action] or action
     possible[outcome] = (possible[outcome] or 0) + 1
+  end
+end
+
+-- Key-value writes, in record order, once every count incremented is known.
+for i = 1, n do
+  if kv_at[i] and not hold[i] then
+    local problem, key = kv_problem(kv_at[i])
+    if problem then
+      hold[i] = true
+      possible['done'] = possible['done'] - 1
+      if still_pending(ARGV[starts[i]]) then
+        push(held, ARGV[starts[i]], key, problem)
+      end
+    end
   end
 end
 
@@ -221,6 +335,17 @@ for i = 1, n do
         local count = tonumber(ARGV[p])
         redis.call('XADD', KEYS[1], '*', unpack(ARGV, p + 1, p + count))
         p = p + count + 1
+      end
+      if kv_at[i] then
+        each_write(kv_at[i], function(bucket, op, field, arg)
+          if op == 'set' then
+            redis.call('HSET', bucket, field, arg)
+          elseif op == 'del' then
+            redis.call('HDEL', bucket, field)
+          else
+            redis.call('HINCRBY', bucket, field, arg)
+          end
+        end)
       end
     elseif action == 'retry' then
       redis.call('ZADD', KEYS[2], ARGV[first], ARGV[first + 1])

@@ -8,6 +8,7 @@ mod dlq;
 pub mod enqueue;
 pub mod generate;
 mod invoke;
+mod kv;
 mod plugins;
 mod run;
 pub mod settings;
@@ -83,6 +84,8 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Queue figures: length, pending, lag, consumers, delayed, dead, totals.
     Stats(stats::StatsArgs),
+    /// Read and repair the key-value buckets of a queue.
+    Kv(kv::KvArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -161,6 +164,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
+                    Command::Kv(args) => kv::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

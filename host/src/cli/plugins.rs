@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::plugins::config::ConfigSource;
-use crate::plugins::{CodeCache, LoadedPlugin, Pattern, Runtime};
+use crate::plugins::{CodeCache, LoadedPlugin, Pattern, Runtime, Services};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -18,7 +18,7 @@ pub enum PluginsCommand {
 
 pub fn execute(command: PluginsCommand) -> anyhow::Result<i32> {
     let PluginsCommand::Check { file } = command;
-    let runtime = Runtime::new(1, CodeCache::new(None), Default::default())
+    let runtime = Runtime::new(1, CodeCache::new(None), Services::standalone())
         .map_err(|e| anyhow::anyhow!("cannot start the wasm runtime: {e}"))?;
     let plugin = runtime.load(&file)?;
     let description = &plugin.description;
@@ -57,6 +57,14 @@ fn print_grants(plugin: &LoadedPlugin) {
         limits.requests,
         limits.response_bytes,
         humantime::format_duration(limits.connect_timeout)
+    );
+    let kv = plugin.limits.kv;
+    println!(
+        "grants keyvalue: {} (per job: {} keys written, {} bytes written, values up to {} bytes)",
+        list(grants.kv.buckets.clone()),
+        kv.writes,
+        kv.write_bytes,
+        kv.value_bytes
     );
     let env = grants.env.iter().map(|(name, _)| name.clone()).collect();
     println!("grants env: {}", list(env));

@@ -72,6 +72,14 @@ fn print_table(stats: &QueueStats) {
         "  processed {}  failed {}  retried {}  expired {}",
         stats.processed, stats.failed, stats.retried, stats.expired
     );
+    if !stats.buckets.is_empty() {
+        let sizes: Vec<String> = stats
+            .buckets
+            .iter()
+            .map(|(bucket, keys)| format!("{bucket} {keys}"))
+            .collect();
+        println!("  buckets (keys)  {}", sizes.join("  "));
+    }
     if stats.consumers.is_empty() {
         println!("  no consumers");
     }

@@ -13,6 +13,7 @@
 mod background;
 mod health;
 mod in_flight;
+mod kv_reads;
 mod pool;
 mod reader;
 mod recorder;
@@ -36,7 +37,7 @@ use crate::generator::GeneratorConfig;
 use crate::keys::QueueKeys;
 use crate::metrics::Metrics;
 use crate::outcome::RetryPolicy;
-use crate::plugins::{CodeCache, DirError, Registry, Runtime};
+use crate::plugins::{CodeCache, DirError, Registry, Runtime, Services};
 use crate::shutdown::Shutdown;
 
 /// Everything `jobhost run` needs to know. Its values come from the settings
@@ -123,10 +124,20 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     }
     let concurrency = config.concurrency.max(1);
     let metrics = Arc::new(Metrics::default());
+    let keys = QueueKeys::new(&config.namespace, &config.queue);
+    let mut redis = Redis::connect(&config.redis_url).await?;
+    let services = Services {
+        http_metrics: metrics.http.clone(),
+        kv: Arc::new(kv_reads::RedisKv::new(
+            redis.clone(),
+            keys.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+    };
     let runtime = Runtime::new(
         concurrency as u32,
         CodeCache::new(config.cache_dir.clone()),
-        metrics.http.clone(),
+        services,
     )
     .map_err(|e| HostError::Runtime(e.to_string()))?;
     let plugins = Arc::new(Registry::open(
@@ -141,9 +152,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
             "no plugins loaded; jobs will wait for a host that handles their type"
         );
     }
-    let keys = QueueKeys::new(&config.namespace, &config.queue);
     let consumer = config.consumer.clone();
-    let mut redis = Redis::connect(&config.redis_url).await?;
     redis.ensure_group(&keys).await?;
     let read_redis = redis.blocking(READ_BLOCK).await?;
 

@@ -4,7 +4,6 @@
 //! jobs (see `run.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use super::slots::Slots;
 use super::state::JobState;
 use super::store::fresh_store;
 use super::world::PluginPre;
-use crate::metrics::HttpMetrics;
+use super::services::Services;
 
 /// Numbers each plugin load, so that a reused instance is only ever used for
 /// the load it came from.
@@ -70,7 +69,7 @@ pub struct LoadedPlugin {
     /// Its own concurrency limit, if its manifest sets one.
     pub(super) running: Option<Slots>,
     pub(super) pre: PluginPre,
-    pub(super) http_metrics: Arc<HttpMetrics>,
+    pub(super) services: Services,
 }
 
 impl LoadedPlugin {
@@ -79,7 +78,7 @@ impl LoadedPlugin {
         engine: &Engine,
         linker: &Linker<JobState>,
         cache: &CodeCache,
-        http_metrics: &Arc<HttpMetrics>,
+        services: &Services,
         path: &Path,
     ) -> Result<Self, LoadError> {
         let file = path.display().to_string();
@@ -109,7 +108,7 @@ impl LoadedPlugin {
                 reason: one_line(&e),
             })?;
         let info =
-            describe(&pre, limits.memory_bytes, &grants, http_metrics).map_err(|reason| {
+            describe(&pre, limits.memory_bytes, &grants, services).map_err(|reason| {
                 LoadError::Describe {
                     file: file.clone(),
                     reason,
@@ -128,7 +127,7 @@ impl LoadedPlugin {
             grants,
             running: limits.concurrency.map(Slots::new),
             pre,
-            http_metrics: http_metrics.clone(),
+            services: services.clone(),
         })
     }
 
@@ -167,9 +166,9 @@ fn describe(
     pre: &PluginPre,
     memory_bytes: usize,
     grants: &Grants,
-    http_metrics: &Arc<HttpMetrics>,
+    services: &Services,
 ) -> Result<PluginInfo, String> {
-    let state = JobState::new("", "describe", memory_bytes, grants, http_metrics);
+    let state = JobState::new("", "describe", memory_bytes, grants, services);
     let mut store = fresh_store(pre.engine(), state, DESCRIBE_TIMEOUT);
     let instance = pre
         .instantiate(&mut store)

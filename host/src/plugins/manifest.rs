@@ -11,11 +11,16 @@
 //! http_requests = 64        # outbound HTTP requests per job (default 64)
 //! http_response_bytes = 16777216  # response bytes per job, all requests (default 16 MiB)
 //! http_connect_timeout = "10s"    # per request (default 10s; never past the job's limit)
+//! kv_value_bytes = 1048576  # largest value a job may write (default 1 MiB)
+//! kv_writes = 1000          # keys one job may write (default 1000)
+//! kv_write_bytes = 16777216 # bytes of keys and values one job may write (default 16 MiB)
+//! kv_list_keys = 1000       # keys one list-keys call returns, about (default 1000)
 //!
 //! [grants]
 //! env = ["API_BASE"]                                   # host variables passed through
 //! dirs = [{ host = "/srv/data", guest = "/data" }]     # read-only
 //! http = ["https://api.example.com", "https://*.example.org", "http://127.0.0.1:8080"]
+//! keyvalue = ["counters", "sent"]                      # buckets (see `kv/`)
 //!
 //! [config]                     # what wasi:config/store returns (see `config.rs`)
 //! webhook_url = "https://hooks.example.com/orders"
@@ -30,6 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::config::{ConfigEntry, PluginConfig};
+use super::kv::{self, KvGrant, KvLimits};
 use super::outbound::{HttpGrant, HttpLimits, OriginGrant};
 
 /// Resource limits of each job of a plugin.
@@ -48,6 +54,8 @@ pub struct Limits {
     pub jobs_per_instance: u32,
     /// Bounds on each job's outbound HTTP.
     pub http: HttpLimits,
+    /// Bounds on each job's key-value state.
+    pub kv: KvLimits,
 }
 
 impl Default for Limits {
@@ -60,6 +68,7 @@ impl Default for Limits {
             concurrency: None,
             jobs_per_instance: 1,
             http: HttpLimits::default(),
+            kv: KvLimits::default(),
         }
     }
 }
@@ -86,6 +95,10 @@ struct LimitsSection {
     http_requests: Option<u32>,
     http_response_bytes: Option<u64>,
     http_connect_timeout: Option<String>,
+    kv_value_bytes: Option<usize>,
+    kv_writes: Option<usize>,
+    kv_write_bytes: Option<usize>,
+    kv_list_keys: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +110,8 @@ struct GrantsSection {
     dirs: Vec<DirGrant>,
     #[serde(default)]
     http: Vec<String>,
+    #[serde(default)]
+    keyvalue: Vec<String>,
 }
 
 /// A host directory a plugin may read, and where the guest sees it.
@@ -117,6 +132,8 @@ pub struct Grants {
     pub http: Arc<HttpGrant>,
     /// What `wasi:config/store` gives its jobs.
     pub config: PluginConfig,
+    /// Key-value buckets its jobs may open, and the bounds on them.
+    pub kv: Arc<KvGrant>,
 }
 
 /// What a manifest sets: limits and grants.
@@ -141,8 +158,11 @@ pub fn load(wasm: &Path) -> Result<Settings, String> {
     };
     // Refusals of HTTP requests name the file to edit, existing or not.
     let mut http = (*settings.grants.http).clone();
-    http.manifest = path;
+    http.manifest = path.clone();
     settings.grants.http = Arc::new(http);
+    let mut kv = (*settings.grants.kv).clone();
+    kv.manifest = path;
+    settings.grants.kv = Arc::new(kv);
     Ok(settings)
 }
 
@@ -177,6 +197,7 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
         limits.jobs_per_instance = jobs;
     }
     parse_http_limits(&manifest.limits, &mut limits.http)?;
+    parse_kv_limits(&manifest.limits, &mut limits.kv)?;
     let env = manifest
         .grants
         .env
@@ -212,6 +233,14 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
     });
     let config =
         PluginConfig::from_entries(manifest.config).map_err(|e| format!("manifest: {e}"))?;
+    for bucket in &manifest.grants.keyvalue {
+        kv::check_bucket_name(bucket).map_err(|e| format!("manifest: grants.keyvalue: {e}"))?;
+    }
+    let kv = Arc::new(KvGrant {
+        buckets: manifest.grants.keyvalue,
+        limits: limits.kv,
+        manifest: PathBuf::new(),
+    });
     Ok(Settings {
         limits,
         grants: Grants {
@@ -219,8 +248,26 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
             dirs,
             http,
             config,
+            kv,
         },
     })
+}
+
+fn parse_kv_limits(section: &LimitsSection, kv: &mut KvLimits) -> Result<(), String> {
+    let limits = [
+        ("kv_value_bytes", section.kv_value_bytes, &mut kv.value_bytes),
+        ("kv_writes", section.kv_writes, &mut kv.writes),
+        ("kv_write_bytes", section.kv_write_bytes, &mut kv.write_bytes),
+        ("kv_list_keys", section.kv_list_keys, &mut kv.list_keys),
+    ];
+    for (name, value, limit) in limits {
+        match value {
+            Some(0) => return Err(format!("manifest: limits.{name} must be above 0")),
+            Some(value) => *limit = value,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 fn parse_http_limits(section: &LimitsSection, http: &mut HttpLimits) -> Result<(), String> {
@@ -285,10 +332,28 @@ mod tests {
     }
 
     #[test]
+    fn keyvalue_grants_and_limits_are_read_and_checked() {
+        let settings = parse(
+            "[limits]\nkv_writes = 5\nkv_value_bytes = 10\n[grants]\nkeyvalue = [\"counters\", \"sent\"]\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(settings.grants.kv.buckets, ["counters", "sent"]);
+        assert_eq!(settings.limits.kv.writes, 5);
+        assert_eq!(settings.grants.kv.limits.value_bytes, 10);
+        let error = parse("[grants]\nkeyvalue = [\"a:b\"]\n", Path::new(".")).unwrap_err();
+        assert!(error.contains("grants.keyvalue"), "{error}");
+        let error = parse("[limits]\nkv_writes = 0\n", Path::new(".")).unwrap_err();
+        assert!(error.contains("kv_writes"), "{error}");
+    }
+
+    #[test]
     fn no_manifest_means_defaults_and_no_grants() {
         let settings = load(Path::new("/nonexistent/x.wasm")).unwrap();
         assert_eq!(settings.limits, Limits::default());
         assert!(settings.grants.http.origins.is_empty());
+        assert!(settings.grants.kv.buckets.is_empty());
+        assert_eq!(settings.grants.kv.manifest, Path::new("/nonexistent/x.toml"));
         assert_eq!(
             settings.grants.http.manifest,
             Path::new("/nonexistent/x.toml")

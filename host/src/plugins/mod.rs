@@ -4,8 +4,8 @@
 //! Loading (`load.rs`, `description.rs`, `cache.rs`, `manifest.rs`) ends in a
 //! [`LoadedPlugin`] of the world it was built for (`world.rs`); running one
 //! job (`run.rs`) builds its store (`store.rs`, `state.rs`, `limiter.rs`,
-//! `deadline.rs`, with outbound HTTP in `outbound/` and config and secrets
-//! in `config.rs`), may reuse an instance (`reuse.rs`) and puts a failure in
+//! `deadline.rs`, with outbound HTTP in `outbound/`, config and secrets
+//! in `config.rs` and key-value state in `kv/`), may reuse an instance (`reuse.rs`) and puts a failure in
 //! words (`explain.rs`). Modules import one way only: nothing
 //! here imports this file's re-exports.
 
@@ -19,6 +19,7 @@ mod explain;
 mod folder;
 mod guest_output;
 mod job;
+pub mod kv;
 mod limiter;
 mod load;
 pub mod manifest;
@@ -29,6 +30,7 @@ mod reuse;
 pub mod routing;
 mod run;
 mod runtime;
+mod services;
 mod slots;
 mod state;
 mod store;
@@ -47,5 +49,6 @@ pub use reuse::InstanceCache;
 pub use routing::{Pattern, Routes};
 pub use run::RunOutcome;
 pub use runtime::Runtime;
+pub use services::Services;
 pub use state::FollowUp;
 pub use watch::watch;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::bindings::{DelayedRetry, Failure, Job};
 use super::explain::explain;
+use super::kv::KvWrite;
 use super::load::LoadedPlugin;
 use super::reuse::{InstanceCache, WarmInstance};
 use super::slots::Slots;
@@ -22,6 +23,8 @@ pub enum RunOutcome {
     Success {
         output: Vec<u8>,
         follow_ups: Vec<FollowUp>,
+        /// Committed with the acknowledgement.
+        kv_writes: Vec<KvWrite>,
     },
     /// Worth another attempt: the handler said so, or it trapped, timed out or
     /// hit a limit. `after`: the handler asked not to retry sooner.
@@ -76,7 +79,7 @@ impl LoadedPlugin {
                         &job.id,
                         self.limits.memory_bytes,
                         &self.grants,
-                        &self.http_metrics,
+                        &self.services,
                     ),
                 };
                 let mut store = fresh_store(self.pre.engine(), state, timeout);
@@ -89,7 +92,10 @@ impl LoadedPlugin {
         let result = instance.handle(&mut store, job);
         store.data().finish_job();
         let secrets = store.data().secrets().clone();
+        // A broken key-value limit fails the job whatever the guest made of it.
+        let kv_writes = store.data_mut().take_kv_writes();
         let outcome = match result {
+            _ if kv_writes.is_err() => RunOutcome::Fatal(kv_writes.err().unwrap_or_default()),
             Ok(Ok(output)) if output.len() > MAX_OUTPUT => RunOutcome::Fatal(format!(
                 "output of {} bytes exceeds the limit of {MAX_OUTPUT} bytes",
                 output.len()
@@ -97,6 +103,7 @@ impl LoadedPlugin {
             Ok(Ok(output)) => RunOutcome::Success {
                 output,
                 follow_ups: std::mem::take(&mut store.data_mut().follow_ups),
+                kv_writes: kv_writes.unwrap_or_default(),
             },
             Ok(Err(Failure::Retry(reason))) => RunOutcome::retry(secrets.redact_owned(reason)),
             Ok(Err(Failure::RetryAfter(DelayedRetry { reason, delay_ms }))) => RunOutcome::Retry {

@@ -2,7 +2,6 @@
 //! the epoch clock: what loading a plugin needs.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -14,23 +13,23 @@ use super::load::{LoadError, LoadedPlugin};
 use super::outbound;
 use super::state::JobState;
 use super::world;
-use crate::metrics::HttpMetrics;
+use super::services::Services;
 
 pub struct Runtime {
     engine: Engine,
     linker: Linker<JobState>,
     cache: CodeCache,
-    http_metrics: Arc<HttpMetrics>,
+    services: Services,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// A runtime able to run `max_concurrent_jobs` instances at once, counting
-    /// its plugins' outbound requests in `http_metrics`.
+    /// A runtime able to run `max_concurrent_jobs` instances at once, its
+    /// jobs' host calls reaching `services`.
     pub fn new(
         max_concurrent_jobs: u32,
         cache: CodeCache,
-        http_metrics: Arc<HttpMetrics>,
+        services: Services,
     ) -> wasmtime::Result<Self> {
         let engine = engine::new_engine(max_concurrent_jobs)?;
         let mut linker = Linker::new(&engine);
@@ -44,7 +43,7 @@ impl Runtime {
             engine,
             linker,
             cache,
-            http_metrics,
+            services,
             _ticker: ticker,
         })
     }
@@ -55,7 +54,7 @@ impl Runtime {
             &self.engine,
             &self.linker,
             &self.cache,
-            &self.http_metrics,
+            &self.services,
             path,
         )
     }

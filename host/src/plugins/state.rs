@@ -1,5 +1,6 @@
-//! What one job's store holds: its WASI context (with HTTP and config), its
-//! limits, and what the guest asked of the host while it ran.
+//! What one job's store holds: its WASI context (with HTTP, config and
+//! key-value state), its limits, and what the guest asked of the host while
+//! it ran.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +14,12 @@ use super::bindings::jobhost::plugin::{host, types};
 use super::bindings::wasi::config::store as config_store;
 use super::config::{PluginConfig, Secrets};
 use super::guest_output::GuestOutput;
+use super::kv::{JobKv, KvView};
 use super::limiter::MemoryLimiter;
 use super::manifest::Grants;
 use super::outbound::Outbound;
 use crate::envelope::JobType;
-use crate::metrics::HttpMetrics;
+use super::services::Services;
 
 /// Follow-up jobs one job may emit; more is a guest bug, not a workload.
 pub const MAX_FOLLOW_UPS: usize = 1000;
@@ -47,6 +49,7 @@ pub struct JobState {
     http: WasiHttpCtx,
     outbound: Outbound,
     config: PluginConfig,
+    kv: JobKv,
 }
 
 impl JobState {
@@ -55,7 +58,7 @@ impl JobState {
         job_id: &str,
         memory_bytes: usize,
         grants: &Grants,
-        http_metrics: &Arc<HttpMetrics>,
+        services: &Services,
     ) -> Self {
         // The default WASI context grants nothing: no files, no network, no
         // environment; clocks and randomness are allowed. Outbound HTTP goes
@@ -84,16 +87,17 @@ impl JobState {
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
             http: WasiHttpCtx::new(),
-            outbound: Outbound::new(plugin, grants.http.clone(), http_metrics.clone()),
+            outbound: Outbound::new(plugin, grants.http.clone(), services.http_metrics.clone()),
             config: grants.config.clone(),
+            kv: JobKv::new(grants.kv.clone(), services.kv.clone()),
         }
     }
 }
 
 impl JobState {
     /// Makes a reused instance's state that of job `job_id`: its own log tag,
-    /// fresh output budgets, no follow-ups, and no panic report or memory
-    /// limit hit of the job before.
+    /// fresh output budgets, no follow-ups or key-value writes, and no panic
+    /// report or memory limit hit of the job before.
     pub fn start_job(&mut self, job_id: &str) {
         self.memory.reset();
         self.job_id.clear();
@@ -101,6 +105,26 @@ impl JobState {
         self.stdout.restart(job_id);
         self.stderr.restart(job_id);
         self.follow_ups.clear();
+        self.kv.writes.clear();
+    }
+
+    /// What a key-value call needs: the job's grant, store and writes, its
+    /// deadline and resources.
+    pub fn kv_view(&mut self) -> KvView<'_> {
+        KvView {
+            kv: &mut self.kv,
+            table: &mut self.table,
+            deadline: self.deadline,
+            plugin: &self.plugin,
+        }
+    }
+
+    /// The writes a successful job commits, or the key-value limit it broke.
+    pub fn take_kv_writes(&mut self) -> Result<Vec<super::kv::KvWrite>, String> {
+        match self.kv.writes.violation() {
+            Some(violation) => Err(violation.to_owned()),
+            None => Ok(self.kv.writes.take()),
+        }
     }
 
     /// The job's call returned: logs what is left of its output lines.

@@ -125,12 +125,15 @@ impl v0_1::jobhost::plugin::host::Host for JobState {
 impl v0_1::jobhost::plugin::types::Host for JobState {}
 
 /// Links the host side of every world the host serves, with WASI and
-/// `wasi:http` (added by the caller), and `wasi:config`.
+/// `wasi:http` (added by the caller), `wasi:config` and `wasi:keyvalue`.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<JobState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     bindings::jobhost::plugin::types::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     bindings::jobhost::plugin::host::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     bindings::wasi::config::store::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    bindings::wasi::keyvalue::store::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    bindings::wasi::keyvalue::atomics::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    bindings::wasi::keyvalue::batch::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     v0_1::jobhost::plugin::types::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     v0_1::jobhost::plugin::host::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     Ok(())
