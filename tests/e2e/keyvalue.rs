@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use jobhost_tests::{
     Host, PluginDir, RedisServer, done_count, enqueue, enqueue_and_wait, entries, jobhost, keys,
-    ok_stdout, one_line_error, pending_count, wait_until, xadd_jobs,
+    ok_stdout, pending_count, wait_until, xadd_jobs,
 };
 use serde_json::{Value, json};
 
@@ -92,6 +92,17 @@ fn last_error(entry: &HashMap<String, String>) -> &str {
     entry.get("last_error").map(String::as_str).unwrap_or("")
 }
 
+/// The message of a `jobhost kv` call that must fail: non-zero, one line.
+fn kv_failure(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "expected a failure; stderr: {stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    stderr
+}
+
 /// Runs `ops` in one `kv.run` job with `--wait`; the job's JSON output.
 fn run_ok(redis: &RedisServer, ops: Value) -> Value {
     let out = enqueue_and_wait(&redis.url(), &["kv.run", &run_payload(ops, "ok")], "30s");
@@ -136,7 +147,7 @@ fn writes_of_a_successful_job_are_committed_and_visible_to_jobhost_kv() {
         "5"
     );
     assert_eq!(ok_stdout(kv(&redis, &["list", "markers"])), "greeting\n");
-    let missing = one_line_error(&kv(&redis, &["get", "markers", "gone"]));
+    let missing = kv_failure(&kv(&redis, &["get", "markers", "gone"]));
     assert!(missing.contains("gone"), "{missing}");
 
     // A second job reads what the first committed and adds to it.
@@ -447,7 +458,7 @@ fn jobhost_kv_sets_gets_lists_and_deletes_keys() {
 
     ok_stdout(kv(&redis, &["del", "counters", "a"]));
     assert_eq!(ok_stdout(kv(&redis, &["list", "counters"])), "b\n");
-    let missing = one_line_error(&kv(&redis, &["get", "counters", "a"]));
+    let missing = kv_failure(&kv(&redis, &["get", "counters", "a"]));
     assert!(missing.contains('a'), "{missing}");
     assert_eq!(ok_stdout(kv(&redis, &["list", "empty"])), "");
 
@@ -506,11 +517,12 @@ fn stats_show_the_size_of_each_bucket() {
         json!({"counters": 3, "markers": 1}),
         "{stats}"
     );
+    assert_eq!(ok_stdout(kv(&redis, &["list"])), "counters 3\nmarkers 1\n");
     let text = ok_stdout(jobhost(&["stats", "--redis", &redis.url()]));
     for (name, size) in [("counters", "3"), ("markers", "1")] {
         assert!(
             text.lines()
-                .any(|l| l.contains(name) && l.split_whitespace().any(|w| w == size)),
+                .any(|l| l.contains("buckets") && l.contains(&format!("{name} {size}"))),
             "no line shows bucket {name} with {size} keys:\n{text}"
         );
     }
@@ -543,12 +555,14 @@ fn bucket_key_of_the_wrong_type_holds_the_job_until_it_is_deleted() {
     );
     enqueue(&redis.url(), &["kv.run", &payload]);
 
-    // The commit cannot apply: the job is neither done nor lost, and the
-    // host says why.
-    wait_until("the host reports the wrong type", WAIT, || {
-        host.log().contains("WRONGTYPE")
-    });
+    // The commit cannot apply: the job is neither done nor lost (pending, to
+    // be reclaimed), and the host says why and what to do.
+    host.wait_for_log(
+        "outcome not recorded: key jobhost:{default}:kv:counters holds a string, not a hash; rename or delete that key",
+        WAIT,
+    );
     assert_eq!(done_count(&mut conn), 0);
+    assert_eq!(pending_count(&mut conn), 1, "the job stays pending");
     assert!(
         entries(&mut conn, keys::DLQ).is_empty(),
         "not dead-lettered"
@@ -569,6 +583,67 @@ fn bucket_key_of_the_wrong_type_holds_the_job_until_it_is_deleted() {
     );
     assert_eq!(pending_count(&mut conn), 0);
     assert!(entries(&mut conn, keys::DLQ).is_empty());
+}
+
+#[test]
+fn bucket_key_of_the_wrong_type_read_by_a_job_retries_it_until_it_is_deleted() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let customers = "jobhost:{default}:kv:customers";
+    redis::cmd("RPUSH")
+        .arg(customers)
+        .arg("not a hash")
+        .query::<()>(&mut conn)
+        .unwrap();
+    // tally reads its counters (an increment returns the new count), and the
+    // SDK makes a store error a retry.
+    let plugins = PluginDir::with(&["tally"]);
+    plugins.write("tally.toml", b"[grants]\nkeyvalue = [\"customers\"]\n");
+    let host = Host::start(
+        &redis.url(),
+        plugins.path(),
+        &[FAST_RETRY, &["--max-attempts", "1000"]].concat(),
+    );
+    let id = enqueue(
+        &redis.url(),
+        &["tally.order", r#"{"customer":"c-17","amount_cents":1250}"#],
+    );
+
+    wait_outcome(&host, &id, 2, "retry");
+    let retried = host
+        .log()
+        .lines()
+        .find(|l| l.contains(&format!("job_id={id} ")) && l.contains("outcome=retry"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        retried.contains(customers) && retried.contains("not a hash"),
+        "the retry names the key and what is wrong: {retried}"
+    );
+    assert!(
+        entries(&mut conn, keys::DLQ).is_empty(),
+        "not dead-lettered"
+    );
+    assert!(!host.exited() && !host.log().contains("panicked"));
+
+    redis::cmd("DEL")
+        .arg(customers)
+        .query::<()>(&mut conn)
+        .unwrap();
+    wait_until("the job completes once the key is gone", WAIT, || {
+        done_count(&mut conn) == 1
+    });
+    let counts: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(customers)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        counts,
+        HashMap::from([
+            ("c-17:orders".to_owned(), "1".to_owned()),
+            ("c-17:cents".to_owned(), "1250".to_owned()),
+        ])
+    );
 }
 
 // --- concurrency ---------------------------------------------------------------
