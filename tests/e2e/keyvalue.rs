@@ -272,12 +272,12 @@ fn assert_commits_nothing(then: &str, limits: &str, attempts: &str, error: &str)
 
 #[test]
 fn writes_of_a_job_retried_until_dead_are_not_committed() {
-    assert_commits_nothing("retry", "", "3", "");
+    assert_commits_nothing("retry", "", "3", "asked to retry");
 }
 
 #[test]
 fn writes_of_a_job_that_fails_fatally_are_not_committed() {
-    assert_commits_nothing("fatal", "", "1", "fatal");
+    assert_commits_nothing("fatal", "", "1", "fatal: asked to fail");
 }
 
 #[test]
