@@ -318,6 +318,56 @@ fn job_succeeding_on_its_third_attempt_commits_its_writes_once() {
     );
 }
 
+#[test]
+fn job_finished_by_two_hosts_after_a_reclaim_commits_once() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    plugins.write("testbed.toml", GRANTS.as_bytes());
+    let url = redis.url();
+    let args = ["--claim-idle", "1s"];
+    let first = Host::start(&url, plugins.path(), &args);
+    let id = enqueue(&url, &["test.kv-sleep", "3000"]);
+    first.wait_for_log("counted 1, sleeping 3000 ms", WAIT);
+
+    // The first host stalls mid-job (its heartbeats with it); the second
+    // reclaims the job, runs it again and commits.
+    signal(&first, libc::SIGSTOP);
+    let second = Host::start(&url, plugins.path(), &args);
+    wait_until("the second host runs the job to done", WAIT, || {
+        second
+            .log()
+            .lines()
+            .any(|l| l.contains(&format!("job_id={id} ")) && l.contains(" outcome=done"))
+    });
+    let mut conn = redis.connection();
+    assert_eq!(done_count(&mut conn), 1);
+
+    // The first host wakes and finishes its run too: its writes must not
+    // commit a second time.
+    signal(&first, libc::SIGCONT);
+    wait_until("the first host finishes its run as done", WAIT, || {
+        first
+            .log()
+            .lines()
+            .any(|l| l.contains(&format!("job_id={id} ")) && l.contains(" outcome=done"))
+    });
+    assert_eq!(
+        bucket(&redis, "counters"),
+        HashMap::from([("slept".to_owned(), "1".to_owned())]),
+        "two runs, one commit; first host:\n{}",
+        first.tail()
+    );
+    assert_eq!(done_count(&mut conn), 1);
+    assert_eq!(pending_count(&mut conn), 0);
+}
+
+fn signal(host: &Host, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(host.pid() as libc::pid_t, signal);
+    }
+}
+
 // --- grants and limits ---------------------------------------------------------
 
 #[test]

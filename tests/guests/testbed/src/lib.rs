@@ -60,6 +60,16 @@ fn handle(job: Job) -> Result<Output, Error> {
             })?;
             Ok(().into())
         }
+        // Counts itself in key-value state (counter `slept` of `counters`),
+        // then sleeps `ms` (payload) milliseconds: a job two hosts can both
+        // finish when the first one stalls past the reclaim time.
+        "test.kv-sleep" => {
+            let ms: u64 = job.payload_str()?.trim().parse().unwrap_or(1000);
+            let count = kv::Bucket::open("counters")?.increment("slept", 1)?;
+            jobhost_sdk::info!("counted {count}, sleeping {ms} ms");
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(count.to_string().into())
+        }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
         // Binary payloads: returns the payload's bytes as they came, after one
         // retry for `test.echo-retry` (so they also pass through the delayed set).
