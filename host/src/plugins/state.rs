@@ -18,8 +18,8 @@ use super::kv::{JobKv, KvView};
 use super::limiter::MemoryLimiter;
 use super::manifest::Grants;
 use super::outbound::Outbound;
-use crate::envelope::JobType;
 use super::services::Services;
+use crate::envelope::JobType;
 
 /// Follow-up jobs one job may emit; more is a guest bug, not a workload.
 pub const MAX_FOLLOW_UPS: usize = 1000;

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use wasmtime::component::{Resource, ResourceTable};
 
+use super::KvGrant;
 use super::committed::CommittedKv;
 use super::writes::{JobWrites, Seen, parse_count};
-use super::KvGrant;
 use crate::plugins::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::plugins::state::JobState;
 
@@ -64,7 +64,9 @@ impl KvView<'_> {
             Seen::Deleted => Ok(None),
             Seen::Added(added) => {
                 let base = match self.committed(bucket, key)? {
-                    Some(value) => parse_count(&value).map_err(|why| format!("{bucket}/{key} {why}"))?,
+                    Some(value) => {
+                        parse_count(&value).map_err(|why| format!("{bucket}/{key} {why}"))?
+                    }
                     None => 0,
                 };
                 Ok(Some(base.saturating_add(added).to_string().into_bytes()))
@@ -95,7 +97,11 @@ impl KvView<'_> {
             None => writes.written_keys(bucket).map(str::to_owned).collect(),
             Some(_) => Vec::new(),
         };
-        keys.extend(page.keys.into_iter().filter(|key| !writes.touched(bucket, key)));
+        keys.extend(
+            page.keys
+                .into_iter()
+                .filter(|key| !writes.touched(bucket, key)),
+        );
         Ok(store::KeyResponse {
             keys,
             cursor: page.next,
@@ -163,7 +169,12 @@ impl store::HostBucket for JobState {
 }
 
 impl atomics::Host for JobState {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, Error> {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, Error> {
         let view = self.kv_view();
         let name = view.bucket(&bucket)?;
         let (committed, deadline) = (view.kv.committed.clone(), view.deadline);
