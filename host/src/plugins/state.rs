@@ -105,7 +105,7 @@ impl JobState {
         self.stdout.restart(job_id);
         self.stderr.restart(job_id);
         self.follow_ups.clear();
-        self.kv.writes.clear();
+        self.kv.start_job();
     }
 
     /// What a key-value call needs: the job's grant, store and writes, its

@@ -14,6 +14,10 @@ use crate::plugins::state::JobState;
 
 use store::Error;
 
+/// Buckets one job may open (each `open` is a handle the host keeps until
+/// the job ends).
+const MAX_OPENS: u32 = 1000;
+
 /// An open bucket, as the guest holds it.
 pub struct Bucket {
     name: String,
@@ -25,6 +29,7 @@ pub struct JobKv {
     grant: Arc<KvGrant>,
     committed: Arc<dyn CommittedKv>,
     pub writes: JobWrites,
+    opens: u32,
 }
 
 impl JobKv {
@@ -34,7 +39,14 @@ impl JobKv {
             grant,
             committed,
             writes,
+            opens: 0,
         }
+    }
+
+    /// Forgets the previous job's writes and opens.
+    pub fn start_job(&mut self) {
+        self.writes.clear();
+        self.opens = 0;
     }
 }
 
@@ -121,6 +133,10 @@ impl store::Host for JobState {
             tracing::warn!(plugin = %view.plugin, bucket = %identifier, "key-value bucket not granted");
             return Err(other(refusal));
         }
+        if view.kv.opens >= MAX_OPENS {
+            return Err(other(format!("a job may open at most {MAX_OPENS} buckets")));
+        }
+        view.kv.opens += 1;
         view.table
             .push(Bucket { name: identifier })
             .map_err(|e| other(format!("opening a bucket: {e}")))
