@@ -88,8 +88,13 @@ impl Redis {
         key: &str,
         value: &[u8],
     ) -> Result<(), BrokerError> {
-        self.query(redis::cmd("HSET").arg(keys.kv_bucket(bucket)).arg(key).arg(value))
-            .await
+        self.query(
+            redis::cmd("HSET")
+                .arg(keys.kv_bucket(bucket))
+                .arg(key)
+                .arg(value),
+        )
+        .await
     }
 
     /// Deletes a key outside any job; false if there was none.

@@ -78,7 +78,11 @@ impl redis::FromRedisValue for Recorded {
 
 /// A "done" record's key-value writes, after its follow-ups: their count,
 /// then bucket (index into KEYS), op, key and value or count per write.
-fn push_kv_writes(args: &mut Vec<Vec<u8>>, writes: &[KvWrite], bucket_index: &dyn Fn(&str) -> usize) {
+fn push_kv_writes(
+    args: &mut Vec<Vec<u8>>,
+    writes: &[KvWrite],
+    bucket_index: &dyn Fn(&str) -> usize,
+) {
     if writes.is_empty() {
         return;
     }

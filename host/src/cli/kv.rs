@@ -43,7 +43,9 @@ pub async fn execute(args: KvArgs) -> anyhow::Result<i32> {
     let keys = QueueKeys::new(&args.queue.namespace, &args.queue.queue);
     let bucket = match &args.command {
         KvCommand::List { bucket: None } => None,
-        KvCommand::List { bucket: Some(bucket) }
+        KvCommand::List {
+            bucket: Some(bucket),
+        }
         | KvCommand::Get { bucket, .. }
         | KvCommand::Set { bucket, .. }
         | KvCommand::Del { bucket, .. } => Some(bucket.clone()),
@@ -61,7 +63,9 @@ pub async fn execute(args: KvArgs) -> anyhow::Result<i32> {
                 writeln!(out, "{} {}", size.bucket, size.keys)?;
             }
         }
-        KvCommand::List { bucket: Some(bucket) } => {
+        KvCommand::List {
+            bucket: Some(bucket),
+        } => {
             for key in redis.kv_keys(&keys, &bucket).await? {
                 writeln!(out, "{}", key.escape_debug())?;
             }

@@ -16,11 +16,11 @@ use super::cache::{CacheUse, CodeCache, content_hash};
 use super::description::Description;
 use super::explain::{explain, one_line};
 use super::manifest::{self, Grants, Limits, Settings};
+use super::services::Services;
 use super::slots::Slots;
 use super::state::JobState;
 use super::store::fresh_store;
 use super::world::PluginPre;
-use super::services::Services;
 
 /// Numbers each plugin load, so that a reused instance is only ever used for
 /// the load it came from.
@@ -107,13 +107,12 @@ impl LoadedPlugin {
                 file: file.clone(),
                 reason: one_line(&e),
             })?;
-        let info =
-            describe(&pre, limits.memory_bytes, &grants, services).map_err(|reason| {
-                LoadError::Describe {
-                    file: file.clone(),
-                    reason,
-                }
-            })?;
+        let info = describe(&pre, limits.memory_bytes, &grants, services).map_err(|reason| {
+            LoadError::Describe {
+                file: file.clone(),
+                reason,
+            }
+        })?;
         let description =
             Description::check(info).map_err(|reason| LoadError::Description { file, reason })?;
         Ok(LoadedPlugin {

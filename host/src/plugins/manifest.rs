@@ -255,9 +255,17 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
 
 fn parse_kv_limits(section: &LimitsSection, kv: &mut KvLimits) -> Result<(), String> {
     let limits = [
-        ("kv_value_bytes", section.kv_value_bytes, &mut kv.value_bytes),
+        (
+            "kv_value_bytes",
+            section.kv_value_bytes,
+            &mut kv.value_bytes,
+        ),
         ("kv_writes", section.kv_writes, &mut kv.writes),
-        ("kv_write_bytes", section.kv_write_bytes, &mut kv.write_bytes),
+        (
+            "kv_write_bytes",
+            section.kv_write_bytes,
+            &mut kv.write_bytes,
+        ),
         ("kv_list_keys", section.kv_list_keys, &mut kv.list_keys),
     ];
     for (name, value, limit) in limits {
@@ -353,7 +361,10 @@ mod tests {
         assert_eq!(settings.limits, Limits::default());
         assert!(settings.grants.http.origins.is_empty());
         assert!(settings.grants.kv.buckets.is_empty());
-        assert_eq!(settings.grants.kv.manifest, Path::new("/nonexistent/x.toml"));
+        assert_eq!(
+            settings.grants.kv.manifest,
+            Path::new("/nonexistent/x.toml")
+        );
         assert_eq!(
             settings.grants.http.manifest,
             Path::new("/nonexistent/x.toml")

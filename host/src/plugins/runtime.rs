@@ -11,9 +11,9 @@ use super::deadline;
 use super::engine::{self, EpochTicker};
 use super::load::{LoadError, LoadedPlugin};
 use super::outbound;
+use super::services::Services;
 use super::state::JobState;
 use super::world;
-use super::services::Services;
 
 pub struct Runtime {
     engine: Engine,

@@ -18,8 +18,8 @@ use super::kv::{JobKv, KvView};
 use super::limiter::MemoryLimiter;
 use super::manifest::Grants;
 use super::outbound::Outbound;
-use crate::envelope::JobType;
 use super::services::Services;
+use crate::envelope::JobType;
 
 /// Follow-up jobs one job may emit; more is a guest bug, not a workload.
 pub const MAX_FOLLOW_UPS: usize = 1000;
@@ -105,7 +105,7 @@ impl JobState {
         self.stdout.restart(job_id);
         self.stderr.restart(job_id);
         self.follow_ups.clear();
-        self.kv.writes.clear();
+        self.kv.start_job();
     }
 
     /// What a key-value call needs: the job's grant, store and writes, its

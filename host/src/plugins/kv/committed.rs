@@ -83,7 +83,12 @@ impl CommittedKv for MemoryKv {
         // The cursor is an offset into the sorted keys; the guest may pass any.
         Ok(self.read(bucket, |keys| {
             let start = usize::try_from(cursor).unwrap_or(usize::MAX);
-            let page: Vec<String> = keys.keys().skip(start).take(count.max(1)).cloned().collect();
+            let page: Vec<String> = keys
+                .keys()
+                .skip(start)
+                .take(count.max(1))
+                .cloned()
+                .collect();
             let end = start.saturating_add(page.len());
             KeyPage {
                 next: (end < keys.len()).then_some(end as u64),

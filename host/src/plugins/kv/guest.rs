@@ -6,13 +6,17 @@ use std::time::Instant;
 
 use wasmtime::component::{Resource, ResourceTable};
 
+use super::KvGrant;
 use super::committed::CommittedKv;
 use super::writes::{JobWrites, Seen, parse_count};
-use super::KvGrant;
 use crate::plugins::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::plugins::state::JobState;
 
 use store::Error;
+
+/// Buckets one job may open (each `open` is a handle the host keeps until
+/// the job ends).
+const MAX_OPENS: u32 = 1000;
 
 /// An open bucket, as the guest holds it.
 pub struct Bucket {
@@ -25,6 +29,7 @@ pub struct JobKv {
     grant: Arc<KvGrant>,
     committed: Arc<dyn CommittedKv>,
     pub writes: JobWrites,
+    opens: u32,
 }
 
 impl JobKv {
@@ -34,7 +39,14 @@ impl JobKv {
             grant,
             committed,
             writes,
+            opens: 0,
         }
+    }
+
+    /// Forgets the previous job's writes and opens.
+    pub fn start_job(&mut self) {
+        self.writes.clear();
+        self.opens = 0;
     }
 }
 
@@ -64,7 +76,9 @@ impl KvView<'_> {
             Seen::Deleted => Ok(None),
             Seen::Added(added) => {
                 let base = match self.committed(bucket, key)? {
-                    Some(value) => parse_count(&value).map_err(|why| format!("{bucket}/{key} {why}"))?,
+                    Some(value) => {
+                        parse_count(&value).map_err(|why| format!("{bucket}/{key} {why}"))?
+                    }
                     None => 0,
                 };
                 Ok(Some(base.saturating_add(added).to_string().into_bytes()))
@@ -95,7 +109,11 @@ impl KvView<'_> {
             None => writes.written_keys(bucket).map(str::to_owned).collect(),
             Some(_) => Vec::new(),
         };
-        keys.extend(page.keys.into_iter().filter(|key| !writes.touched(bucket, key)));
+        keys.extend(
+            page.keys
+                .into_iter()
+                .filter(|key| !writes.touched(bucket, key)),
+        );
         Ok(store::KeyResponse {
             keys,
             cursor: page.next,
@@ -115,6 +133,10 @@ impl store::Host for JobState {
             tracing::warn!(plugin = %view.plugin, bucket = %identifier, "key-value bucket not granted");
             return Err(other(refusal));
         }
+        if view.kv.opens >= MAX_OPENS {
+            return Err(other(format!("a job may open at most {MAX_OPENS} buckets")));
+        }
+        view.kv.opens += 1;
         view.table
             .push(Bucket { name: identifier })
             .map_err(|e| other(format!("opening a bucket: {e}")))
@@ -163,7 +185,12 @@ impl store::HostBucket for JobState {
 }
 
 impl atomics::Host for JobState {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, Error> {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, Error> {
         let view = self.kv_view();
         let name = view.bucket(&bucket)?;
         let (committed, deadline) = (view.kv.committed.clone(), view.deadline);

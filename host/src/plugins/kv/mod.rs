@@ -119,11 +119,7 @@ impl std::fmt::Display for KvWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (bucket, key) = (&self.bucket, &self.key);
         match &self.op {
-            KvOp::Set(value) => write!(
-                f,
-                "set {bucket}/{key} = \"{}\"",
-                value.escape_ascii()
-            ),
+            KvOp::Set(value) => write!(f, "set {bucket}/{key} = \"{}\"", value.escape_ascii()),
             KvOp::Delete => write!(f, "delete {bucket}/{key}"),
             KvOp::Increment(delta) => write!(f, "increment {bucket}/{key} by {delta}"),
         }
@@ -150,13 +146,20 @@ mod tests {
             ..KvGrant::default()
         };
         let refusal = grant.refusal("tally", "sent");
-        assert!(refusal.contains("[grants] keyvalue = [\"sent\"]"), "{refusal}");
+        assert!(
+            refusal.contains("[grants] keyvalue = [\"sent\"]"),
+            "{refusal}"
+        );
         assert!(refusal.contains("/p/tally.toml"), "{refusal}");
         let grant = KvGrant {
             buckets: vec!["counters".into()],
             ..grant
         };
         assert!(!grant.allows("sent") && grant.allows("counters"));
-        assert!(grant.refusal("tally", "sent").contains("add \"sent\" to [grants] keyvalue"));
+        assert!(
+            grant
+                .refusal("tally", "sent")
+                .contains("add \"sent\" to [grants] keyvalue")
+        );
     }
 }

@@ -144,7 +144,10 @@ impl JobWrites {
             )));
         }
         let id = (bucket.to_owned(), key.to_owned());
-        let old = self.pending.get(&id).map_or(0, |op| key.len() + op_bytes(op));
+        let old = self
+            .pending
+            .get(&id)
+            .map_or(0, |op| key.len() + op_bytes(op));
         if old == 0 && self.pending.len() >= self.limits.writes {
             return Err(self.violate(format!(
                 "a job may write at most {} keys (kv_writes; raise it under [limits] in the plugin's NAME.toml)",
@@ -230,11 +233,24 @@ mod tests {
     fn increments_of_keys_the_job_set_or_deleted_stay_sets() {
         let mut writes = JobWrites::new(KvLimits::default());
         writes.set("c", "k", b"4".to_vec()).unwrap();
-        assert_eq!(writes.increment("c", "k", 1, || panic!("not read")).unwrap(), 5);
+        assert_eq!(
+            writes
+                .increment("c", "k", 1, || panic!("not read"))
+                .unwrap(),
+            5
+        );
         writes.delete("c", "d").unwrap();
-        assert_eq!(writes.increment("c", "d", 2, || panic!("not read")).unwrap(), 2);
+        assert_eq!(
+            writes
+                .increment("c", "d", 2, || panic!("not read"))
+                .unwrap(),
+            2
+        );
         let ops: Vec<_> = writes.take().into_iter().map(|w| w.op).collect();
-        assert_eq!(ops, vec![KvOp::Set(b"2".to_vec()), KvOp::Set(b"5".to_vec())]);
+        assert_eq!(
+            ops,
+            vec![KvOp::Set(b"2".to_vec()), KvOp::Set(b"5".to_vec())]
+        );
     }
 
     #[test]
@@ -246,7 +262,10 @@ mod tests {
         }
         let max = MAX_COUNT.to_string();
         assert!(writes.increment("c", "k", 1, committed(&max)).is_err());
-        assert!(writes.violation().is_none(), "a bad count is no limit broken");
+        assert!(
+            writes.violation().is_none(),
+            "a bad count is no limit broken"
+        );
         assert_eq!(parse_count(b"0"), Ok(0));
     }
 
@@ -264,10 +283,17 @@ mod tests {
         writes.set("c", "a", b"1".to_vec()).unwrap();
         writes.set("c", "b", b"1".to_vec()).unwrap();
         writes.set("c", "a", b"2".to_vec()).unwrap();
-        assert!(writes.set("c", "z", b"1".to_vec()).unwrap_err().contains("kv_writes"));
+        assert!(
+            writes
+                .set("c", "z", b"1".to_vec())
+                .unwrap_err()
+                .contains("kv_writes")
+        );
         assert!(writes.violation().unwrap().contains("kv_value_bytes"));
         let mut writes = JobWrites::new(limits);
-        let error = writes.set("c", &"k".repeat(99), b"12".to_vec()).unwrap_err();
+        let error = writes
+            .set("c", &"k".repeat(99), b"12".to_vec())
+            .unwrap_err();
         assert!(error.contains("kv_write_bytes"), "{error}");
     }
 

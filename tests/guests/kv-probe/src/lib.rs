@@ -96,8 +96,7 @@ fn run(job: &Job) -> Result<Output, Error> {
     let mut buckets = Buckets::default();
     let mut results = Vec::with_capacity(run.ops.len());
     for op in run.ops {
-        let result =
-            apply(&mut buckets, op).map_err(|e| Error::fatal(format!("kv: {}", e.message())))?;
+        let result = apply(&mut buckets, op).map_err(|e| Error::fatal(e.message().to_owned()))?;
         results.push(result);
     }
     match run.then {
@@ -222,7 +221,7 @@ mod tests {
             .unwrap_err();
         assert!(error.is_fatal());
         assert!(
-            error.message().starts_with("kv: kv: no: bucket \"no\""),
+            error.message().starts_with("kv: no: bucket \"no\""),
             "{error}"
         );
         assert_eq!(testing::kv_get("b", "k"), None);
