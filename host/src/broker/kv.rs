@@ -19,6 +19,51 @@ pub struct BucketSize {
     pub keys: u64,
 }
 
+/// The commands that read a bucket, for a connection of either kind: the
+/// host's async one, or a job thread's own (see `host/kv_reads.rs`).
+pub mod reads {
+    use super::*;
+
+    /// A key's value (`Option<Vec<u8>>`).
+    pub fn get(keys: &QueueKeys, bucket: &str, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys.kv_bucket(bucket)).arg(key);
+        cmd
+    }
+
+    /// Whether a key is there (`bool`).
+    pub fn exists(keys: &QueueKeys, bucket: &str, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("HEXISTS");
+        cmd.arg(keys.kv_bucket(bucket)).arg(key);
+        cmd
+    }
+
+    /// About `count` keys from `cursor` (0: the start): a [`Page`] through
+    /// [`page_of`]. A key may show on two pages (HSCAN's promise).
+    pub fn page(
+        keys: &QueueKeys,
+        bucket: &str,
+        cursor: u64,
+        count: usize,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut invocation = KV_KEYS.key(keys.kv_bucket(bucket));
+        invocation.arg(cursor).arg(count.max(1));
+        invocation
+    }
+
+    /// The reply of [`page`].
+    pub type Page = (String, Vec<Vec<u8>>);
+
+    /// The next cursor (0: no more) and the keys of a page.
+    pub fn page_of((next, names): Page) -> (u64, Vec<String>) {
+        let names = names
+            .into_iter()
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .collect();
+        (next.parse().unwrap_or(0), names)
+    }
+}
+
 impl Redis {
     pub async fn kv_get(
         &mut self,
@@ -26,8 +71,7 @@ impl Redis {
         bucket: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, BrokerError> {
-        self.query(redis::cmd("HGET").arg(keys.kv_bucket(bucket)).arg(key))
-            .await
+        self.query(&reads::get(keys, bucket, key)).await
     }
 
     pub async fn kv_exists(
@@ -36,12 +80,10 @@ impl Redis {
         bucket: &str,
         key: &str,
     ) -> Result<bool, BrokerError> {
-        self.query(redis::cmd("HEXISTS").arg(keys.kv_bucket(bucket)).arg(key))
-            .await
+        self.query(&reads::exists(keys, bucket, key)).await
     }
 
-    /// About `count` keys from `cursor` (0: the start), and the next
-    /// cursor (0: no more). A key may show on two pages (HSCAN's promise).
+    /// See [`reads::page`].
     pub async fn kv_page(
         &mut self,
         keys: &QueueKeys,
@@ -49,14 +91,10 @@ impl Redis {
         cursor: u64,
         count: usize,
     ) -> Result<(u64, Vec<String>), BrokerError> {
-        let mut invocation = KV_KEYS.key(keys.kv_bucket(bucket));
-        invocation.arg(cursor).arg(count.max(1));
-        let (next, names): (String, Vec<Vec<u8>>) = self.invoke(&invocation).await?;
-        let names = names
-            .into_iter()
-            .map(|name| String::from_utf8_lossy(&name).into_owned())
-            .collect();
-        Ok((next.parse().unwrap_or(0), names))
+        let page: reads::Page = self
+            .invoke(&reads::page(keys, bucket, cursor, count))
+            .await?;
+        Ok(reads::page_of(page))
     }
 
     /// Every key of a bucket, sorted.

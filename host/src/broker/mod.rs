@@ -14,7 +14,7 @@ mod connection;
 mod consume;
 pub mod delayed;
 mod entries;
-mod kv;
+pub mod kv;
 mod produce;
 mod reclaim;
 mod record;
@@ -120,6 +120,15 @@ impl Redis {
     /// The URL, password masked.
     pub fn redacted_url(&self) -> &str {
         self.target.redacted()
+    }
+
+    /// A client for connections of its own, when Redis is one server (a
+    /// Cluster or Sentinel has no single address to connect to).
+    pub fn single_server(&self) -> Option<redis::Client> {
+        match &self.target.kind {
+            target::Kind::Single(client) => Some(client.clone()),
+            _ => None,
+        }
     }
 
     /// Whether Redis is a Cluster (a command without keys reaches one node).
