@@ -148,6 +148,12 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
         metrics.job_waited(waited);
     }
     match &finished.outcome {
+        // The keys it wrote, committed with its ack: what an operator looks
+        // for when a count seems off.
+        Outcome::Done { kv_writes, .. } if !kv_writes.is_empty() => tracing::info!(
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            kv_writes = kv_writes.len(), "job finished"
+        ),
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
             "job finished"
