@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jobhost_tests::{
     Host, HttpServer, PluginDir, RedisServer, built_plugins, enqueue, enqueue_and_wait, entries,
-    jobhost, jobhost_command, keys, wait_until, workspace_root, xadd_job,
+    jobhost, jobhost_command, keys, last_error, wait_until, workspace_root, xadd_job,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -53,20 +53,7 @@ fn wait_outcome(host: &Host, id: &str, attempt: u32, outcome: &str) -> String {
 
 /// The DLQ entry of job `id`, once there is one.
 fn dead_letter(redis: &RedisServer, id: &str) -> HashMap<String, String> {
-    let mut conn = redis.connection();
-    let mut found = None;
-    wait_until(&format!("job {id} is dead-lettered"), WAIT, || {
-        found = entries(&mut conn, keys::DLQ)
-            .into_iter()
-            .map(|(_, fields)| fields)
-            .find(|f| f.get("job_id").map(String::as_str) == Some(id));
-        found.is_some()
-    });
-    found.expect("found")
-}
-
-fn last_error(entry: &HashMap<String, String>) -> &str {
-    entry.get("last_error").map(String::as_str).unwrap_or("")
+    jobhost_tests::dead_letter(redis, id, WAIT)
 }
 
 /// GET `/healthz` on the host's metrics port: its status code.

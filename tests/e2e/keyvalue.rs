@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use jobhost_tests::{
     Host, PluginDir, RedisServer, done_count, enqueue, enqueue_and_wait, entries, jobhost, keys,
-    ok_stdout, pending_count, wait_until, xadd_jobs,
+    last_error, ok_stdout, pending_count, wait_until, xadd_jobs,
 };
 use serde_json::{Value, json};
 
@@ -76,20 +76,7 @@ fn wait_outcome(host: &Host, id: &str, attempt: u32, outcome: &str) {
 
 /// The DLQ entry of job `id`, once there is one.
 fn dead_letter(redis: &RedisServer, id: &str) -> HashMap<String, String> {
-    let mut conn = redis.connection();
-    let mut found = None;
-    wait_until(&format!("job {id} is dead-lettered"), WAIT, || {
-        found = entries(&mut conn, keys::DLQ)
-            .into_iter()
-            .map(|(_, fields)| fields)
-            .find(|f| f.get("job_id").map(String::as_str) == Some(id));
-        found.is_some()
-    });
-    found.expect("found")
-}
-
-fn last_error(entry: &HashMap<String, String>) -> &str {
-    entry.get("last_error").map(String::as_str).unwrap_or("")
+    jobhost_tests::dead_letter(redis, id, WAIT)
 }
 
 /// The message of a `jobhost kv` call that must fail: non-zero, one line.

@@ -59,6 +59,30 @@ pub fn entries(conn: &mut redis::Connection, stream: &str) -> Vec<Entry> {
         .collect()
 }
 
+/// The fields of the dead-letter entry of job `id` in the default queue,
+/// waiting up to `wait` for it.
+pub fn dead_letter(
+    redis: &RedisServer,
+    id: &str,
+    wait: std::time::Duration,
+) -> std::collections::HashMap<String, String> {
+    let mut conn = redis.connection();
+    let mut found = None;
+    wait_until(&format!("job {id} is dead-lettered"), wait, || {
+        found = entries(&mut conn, keys::DLQ)
+            .into_iter()
+            .map(|(_, fields)| fields)
+            .find(|f| f.get("job_id").map(String::as_str) == Some(id));
+        found.is_some()
+    });
+    found.expect("found")
+}
+
+/// The `last_error` field of a dead-letter entry ("" without one).
+pub fn last_error(entry: &std::collections::HashMap<String, String>) -> &str {
+    entry.get("last_error").map(String::as_str).unwrap_or("")
+}
+
 /// Jobs of the default queue recorded as done (its `done` counter).
 pub fn done_count(conn: &mut redis::Connection) -> u64 {
     redis::cmd("HGET")
