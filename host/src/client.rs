@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
 use crate::broker::{BrokerError, JobResult, Redis};
-use crate::envelope::{Envelope, EnvelopeError, JobId, JobType};
+use crate::envelope::{Envelope, EnvelopeError, JobId, JobType, LimitKey};
 use crate::keys::QueueKeys;
 
 /// Most jobs written in one round trip by the background task.
@@ -83,7 +83,20 @@ impl Client {
         self.submit(job).await
     }
 
-    /// Submits a prepared envelope (trace id, max attempts, expiry...).
+    /// Submits one job under limit key `limit_key`: it counts against that
+    /// key's own bucket of its plugin's fleet-wide limits (`--limit-key`).
+    pub async fn enqueue_with_limit_key(
+        &self,
+        job_type: &str,
+        payload: impl Into<Vec<u8>>,
+        limit_key: &str,
+    ) -> Result<JobId, ClientError> {
+        let mut job = Envelope::new(JobType::parse(job_type)?, payload.into());
+        job.limit_key = Some(LimitKey::parse(limit_key)?);
+        self.submit(job).await
+    }
+
+    /// Submits a prepared envelope (trace id, max attempts, expiry, limit key...).
     pub async fn submit(&self, job: Envelope) -> Result<JobId, ClientError> {
         let id = job.job_id.clone();
         self.sender

@@ -1,12 +1,14 @@
-//! Job → plugin → outcome: routes a delivery to the plugin for its type, runs
-//! it, and applies the retry policy to failures.
+//! Job → plugin → outcome: routes a delivery to the plugin for its type,
+//! holds it back while a fleet-wide limit of the plugin says wait, runs it,
+//! and applies the retry policy to failures.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broker::Delivery;
 use crate::envelope::{Envelope, now_ms, now_us};
-use crate::outcome::{Outcome, RetryPolicy};
+use crate::keys::QueueKeys;
+use crate::outcome::{Outcome, RetryPolicy, Throttle};
 use crate::plugins::{InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
 
 /// Room an entry gets beside its payload, for its other fields (type, ids,
@@ -63,21 +65,92 @@ impl std::fmt::Debug for PluginTag {
     }
 }
 
+/// The fleet-wide limits of plugins (`rate`, `fleet_concurrency`), agreed
+/// by every host: asked, from a job thread, only for jobs of a plugin that
+/// declares one. The host's implementation asks Redis
+/// (`host/fleet_limits.rs`); [`NoFleetLimits`] lets everything run.
+pub trait FleetLimits: Send + Sync {
+    /// Whether `job` of `plugin` in queue `queue` may start now. On
+    /// [`Admission::Run`] under a concurrency cap the job holds a slot until
+    /// [`FleetLimits::release`].
+    fn admit(&self, queue: &QueueKeys, plugin: &LoadedPlugin, job: &Envelope) -> Admission;
+
+    /// `job`'s run is over: its concurrency slot is free (best effort: a
+    /// slot not released ends with its lease).
+    fn release(&self, queue: &QueueKeys, plugin: &LoadedPlugin, job: &Envelope);
+}
+
+/// What the fleet-wide limits say about one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Run,
+    /// Not now: it waits `after` without spending an attempt.
+    Wait {
+        after: Duration,
+        reason: String,
+        throttle: Throttle,
+    },
+}
+
+/// Fleet-wide limits that never hold a job back (`jobhost invoke`, tests).
+pub struct NoFleetLimits;
+
+impl FleetLimits for NoFleetLimits {
+    fn admit(&self, _: &QueueKeys, _: &LoadedPlugin, _: &Envelope) -> Admission {
+        Admission::Run
+    }
+
+    fn release(&self, _: &QueueKeys, _: &LoadedPlugin, _: &Envelope) {}
+}
+
+/// A running job's concurrency slot, released when the run is over however
+/// it ended.
+struct Slot<'a> {
+    limits: &'a dyn FleetLimits,
+    queue: &'a QueueKeys,
+    plugin: &'a LoadedPlugin,
+    job: &'a Envelope,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.limits.release(self.queue, self.plugin, self.job);
+    }
+}
+
 /// Runs jobs against the current plugin set.
 pub struct Dispatcher {
     plugins: Arc<Registry>,
     policy: DispatchPolicy,
+    limits: Arc<dyn FleetLimits>,
 }
 
 impl Dispatcher {
+    /// A dispatcher without fleet-wide limits ([`NoFleetLimits`]).
     pub fn new(plugins: Arc<Registry>, policy: DispatchPolicy) -> Self {
-        Dispatcher { plugins, policy }
+        Dispatcher {
+            plugins,
+            policy,
+            limits: Arc::new(NoFleetLimits),
+        }
+    }
+
+    /// The same, asking `limits` before running a job of a limited plugin.
+    pub fn with_fleet_limits(mut self, limits: Arc<dyn FleetLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Runs one delivery to its outcome. Never panics on bad input: a malformed
     /// entry or a misbehaving plugin is an outcome like any other. `cache` is
-    /// the calling job thread's own (instance reuse).
-    pub fn dispatch(&self, delivery: Delivery, cache: &mut InstanceCache) -> Finished {
+    /// the calling job thread's own (instance reuse); `queue` the keys of the
+    /// queue the delivery came from.
+    pub fn dispatch(
+        &self,
+        delivery: Delivery,
+        queue: &QueueKeys,
+        cache: &mut InstanceCache,
+    ) -> Finished {
         let started = Instant::now();
         let produced_at_us = delivery.job.as_ref().ok().map(Envelope::produced_at_us);
         let waited = produced_at_us.map(|us| Duration::from_micros(now_us().saturating_sub(us)));
@@ -111,7 +184,7 @@ impl Dispatcher {
                 },
                 None,
             ),
-            Ok(job) => self.run(job, produced_at_us.unwrap_or(0) / 1000, cache),
+            Ok(job) => self.run(job, queue, produced_at_us.unwrap_or(0) / 1000, cache),
         };
         Finished {
             delivery,
@@ -125,6 +198,7 @@ impl Dispatcher {
     fn run(
         &self,
         envelope: &Envelope,
+        queue: &QueueKeys,
         produced_at_ms: u64,
         cache: &mut InstanceCache,
     ) -> (Outcome, Option<PluginTag>) {
@@ -147,6 +221,32 @@ impl Dispatcher {
                 fail(format!("no handler for type {}", envelope.job_type)),
                 None,
             );
+        };
+        // Unlimited plugins (most) ask nobody: no Redis call, no allocation.
+        let fleet = plugin.limits.fleet;
+        let _slot = if fleet.is_limited() {
+            match self.limits.admit(queue, plugin, envelope) {
+                Admission::Run => fleet.concurrency.is_some().then_some(Slot {
+                    limits: &*self.limits,
+                    queue,
+                    plugin,
+                    job: envelope,
+                }),
+                Admission::Wait {
+                    after,
+                    reason,
+                    throttle,
+                } => {
+                    let outcome = Outcome::Wait {
+                        after,
+                        reason,
+                        throttle,
+                    };
+                    return (outcome, Some(PluginTag(plugin.clone())));
+                }
+            }
+        } else {
+            None
         };
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
         let outcome = match plugin.run(&job, cache) {

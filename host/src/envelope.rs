@@ -28,6 +28,15 @@ pub mod field {
     pub const REPLAY_COUNT: &str = "replay_count";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const REPLY_TO: &str = "reply_to";
+    /// The producer's limit key: the job counts against its own bucket of
+    /// its plugin's fleet-wide limits.
+    pub const LIMIT_KEY: &str = "limit_key";
+    /// Host-internal: the rate slot (ms, Redis's clock) this job reserved and
+    /// waited for; it needs no other rate token.
+    pub const RATE_PAID: &str = "rate_paid";
+    /// Host-internal: how many times in a row the job waited for a
+    /// fleet-wide concurrency slot (its next wait grows with it).
+    pub const THROTTLED: &str = "throttled";
 }
 
 /// A job's identity, stable across retries.
@@ -98,6 +107,47 @@ impl fmt::Display for JobType {
     }
 }
 
+/// A producer's limit key (`enqueue --limit-key acct_42`): 1 to
+/// [`LimitKey::MAX_LEN`] bytes, no control characters (nor anything else a
+/// log must escape). It becomes part of Redis key names and log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitKey(String);
+
+impl LimitKey {
+    /// Longest limit key, in bytes.
+    pub const MAX_LEN: usize = 200;
+
+    pub fn parse(value: &str) -> Result<Self, EnvelopeError> {
+        let invalid = |reason: String| EnvelopeError::Invalid {
+            field: field::LIMIT_KEY,
+            reason,
+        };
+        if value.is_empty() || value.len() > Self::MAX_LEN {
+            return Err(invalid(format!(
+                "a limit key must be 1 to {} bytes, not {}",
+                Self::MAX_LEN,
+                value.len()
+            )));
+        }
+        if value.chars().any(crate::logging::is_unsafe_in_log) {
+            return Err(invalid(format!(
+                "{value:?} holds control characters; a limit key is printable text"
+            )));
+        }
+        Ok(LimitKey(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a stream entry is not a job this host can run.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum EnvelopeError {
@@ -132,6 +182,13 @@ pub struct Envelope {
     pub expires_at: Option<String>,
     /// The reply stream of a producer waiting for the outcome.
     pub reply_to: Option<String>,
+    /// The producer's own bucket of its plugin's fleet-wide limits.
+    pub limit_key: Option<LimitKey>,
+    /// Host-internal: the fleet-wide rate slot (ms) this attempt already
+    /// reserved; set while it waits for it, dropped by a retry.
+    pub rate_paid: Option<u64>,
+    /// Host-internal: consecutive waits for a fleet-wide concurrency slot.
+    pub throttled: u32,
 }
 
 impl Envelope {
@@ -149,6 +206,9 @@ impl Envelope {
             replay_count: 0,
             expires_at: None,
             reply_to: None,
+            limit_key: None,
+            rate_paid: None,
+            throttled: 0,
         }
     }
 
@@ -187,6 +247,15 @@ impl Envelope {
         }
         if self.replay_count > 0 {
             write(field::REPLAY_COUNT, decimal(self.replay_count, &mut number));
+        }
+        if let Some(key) = &self.limit_key {
+            write(field::LIMIT_KEY, key.0.as_bytes());
+        }
+        if let Some(paid) = self.rate_paid {
+            write(field::RATE_PAID, paid.to_string().as_bytes());
+        }
+        if self.throttled > 0 {
+            write(field::THROTTLED, decimal(self.throttled, &mut number));
         }
     }
 
@@ -261,6 +330,15 @@ impl Envelope {
                 None => None,
             },
             reply_to: text(field::REPLY_TO)?.map(str::to_owned),
+            // Any bytes a raw XADD wrote: a key that is not one makes the
+            // entry malformed (dead-lettered with the reason), never a Redis
+            // key name of any length.
+            limit_key: text(field::LIMIT_KEY)?.map(LimitKey::parse).transpose()?,
+            // Host-internal fields: unreadable ones are as good as absent.
+            rate_paid: text(field::RATE_PAID)?.and_then(|v| v.parse().ok()),
+            throttled: text(field::THROTTLED)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 
@@ -359,6 +437,9 @@ mod tests {
         job.trace_id = Some("t-1".into());
         job.max_attempts = Some(3);
         job.expires_at = Some(format_rfc3339_ms(1_795_514_400_123));
+        job.limit_key = Some(LimitKey::parse("acct_42").unwrap());
+        job.rate_paid = Some(1_795_514_400_500);
+        job.throttled = 3;
         let written: Vec<(String, Vec<u8>)> = job
             .to_fields()
             .into_iter()
@@ -407,6 +488,33 @@ mod tests {
             Envelope::from_fields("1-0", &bad_utf8),
             Err(EnvelopeError::NotUtf8("type"))
         );
+    }
+
+    #[test]
+    fn a_limit_key_is_short_printable_text() {
+        assert!(LimitKey::parse("acct_42").is_ok());
+        assert!(LimitKey::parse(&"k".repeat(200)).is_ok());
+        assert!(LimitKey::parse(&"k".repeat(201)).is_err());
+        assert!(LimitKey::parse("").is_err());
+        let error = LimitKey::parse("a\nb").unwrap_err().to_string();
+        assert!(
+            error.contains("limit_key") && error.contains("control"),
+            "{error}"
+        );
+        let hostile = fields(&[
+            ("v", "1"),
+            ("type", "a.b"),
+            ("payload", "x"),
+            ("produced_at", "t"),
+            ("limit_key", &"x".repeat(10_000)),
+        ]);
+        assert!(matches!(
+            Envelope::from_fields("1-0", &hostile),
+            Err(EnvelopeError::Invalid {
+                field: "limit_key",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub struct QueueKeys {
     prefix: String,
 }
 
+/// The two keys of one bucket of a plugin's fleet-wide limits; both expire
+/// once they hold nothing that matters any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitKeys {
+    /// String: the rate's theoretical arrival time (GCRA), ms of Redis's clock.
+    pub rate: String,
+    /// Sorted set of running jobs' leases: member the job id, score its expiry (ms).
+    pub running: String,
+}
+
 /// Namespace used when none is given.
 pub const DEFAULT_NAMESPACE: &str = "jobhost";
 /// Queue used when none is given.
@@ -60,6 +70,19 @@ impl QueueKeys {
     /// The start of every bucket key of this queue.
     pub fn kv_prefix(&self) -> String {
         format!("{}:kv:", self.prefix)
+    }
+
+    /// The keys of plugin `plugin`'s fleet-wide limits in this queue: its own
+    /// bucket, or the bucket of the producer's limit key `key`.
+    pub fn limit(&self, plugin: &str, key: Option<&str>) -> LimitKeys {
+        let base = match key {
+            None => format!("{}:limit:{plugin}", self.prefix),
+            Some(key) => format!("{}:limit:{plugin}:key:{key}", self.prefix),
+        };
+        LimitKeys {
+            rate: format!("{base}:rate"),
+            running: format!("{base}:running"),
+        }
     }
 
     /// The start of every reply stream of this queue.
@@ -117,6 +140,18 @@ mod tests {
         assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
         assert_eq!(keys.reply("c"), "jobhost:{default}:reply:c");
         assert_eq!(keys.kv_bucket("counters"), "jobhost:{default}:kv:counters");
+        let limit = keys.limit("mailer", None);
+        assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
+        assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");
+        let keyed = keys.limit("mailer", Some("acct_42"));
+        assert_eq!(
+            keyed.rate,
+            "jobhost:{default}:limit:mailer:key:acct_42:rate"
+        );
+        assert_eq!(
+            keyed.running,
+            "jobhost:{default}:limit:mailer:key:acct_42:running"
+        );
     }
 
     #[test]

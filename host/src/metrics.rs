@@ -180,6 +180,8 @@ pub struct Metrics {
     jobs: Mutex<JobCounts>,
     durations: Mutex<BTreeMap<String, Histogram>>,
     queue_wait: Mutex<Histogram>,
+    /// Jobs held back by a fleet-wide limit: (plugin, limit) → count.
+    throttled: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub in_flight: AtomicU64,
     pub held_bytes: AtomicU64,
     pub retries: AtomicU64,
@@ -226,6 +228,18 @@ impl Metrics {
         }
     }
 
+    /// Counts one job held back by fleet-wide limit `limit` of `plugin`
+    /// (`rate`, `concurrency`, or `unavailable` when it could not be asked).
+    pub fn job_throttled(&self, plugin: &str, limit: &'static str) {
+        let mut throttled = self.throttled.lock().expect("metrics lock");
+        match throttled.get_mut(&(plugin.to_owned(), limit)) {
+            Some(count) => *count += 1,
+            None => {
+                throttled.insert((plugin.to_owned(), limit), 1);
+            }
+        }
+    }
+
     /// Records which plugins serve now (after a load, reload or removal).
     pub fn set_serving(&self, plugins: BTreeMap<String, (String, String)>) {
         *self.serving.lock().expect("metrics lock") = plugins;
@@ -242,6 +256,15 @@ impl Metrics {
                 "jobhost_jobs_total{{outcome=\"{}\",type=\"{}\",plugin=\"{}\"}} {count}",
                 escape(outcome),
                 escape(job_type),
+                escape(plugin)
+            );
+        }
+        out.push_str("# HELP jobhost_throttled_total Jobs held back by a fleet-wide limit of their plugin, by plugin and limit.\n");
+        out.push_str("# TYPE jobhost_throttled_total counter\n");
+        for ((plugin, limit), count) in self.throttled.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jobhost_throttled_total{{plugin=\"{}\",limit=\"{limit}\"}} {count}",
                 escape(plugin)
             );
         }
@@ -359,6 +382,19 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_jobs_show_up_by_plugin_and_limit() {
+        let metrics = Metrics::default();
+        metrics.job_throttled("mailer", "rate");
+        metrics.job_throttled("mailer", "rate");
+        metrics.job_throttled("mailer", "concurrency");
+        let text = metrics.render();
+        assert!(text.contains("jobhost_throttled_total{plugin=\"mailer\",limit=\"rate\"} 2\n"));
+        assert!(
+            text.contains("jobhost_throttled_total{plugin=\"mailer\",limit=\"concurrency\"} 1\n")
+        );
+    }
 
     #[test]
     fn finished_jobs_show_up_by_outcome_type_and_plugin() {

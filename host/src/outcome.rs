@@ -22,6 +22,46 @@ pub enum Outcome {
     Dead { reason: String },
     /// Past its expiry: acknowledged without running.
     Expired,
+    /// Over a fleet-wide limit of its plugin: run again after `after`, as
+    /// the same attempt (none is spent).
+    Wait {
+        after: Duration,
+        reason: String,
+        throttle: Throttle,
+    },
+}
+
+/// Which fleet-wide limit made a job wait, and what it carries to its next
+/// delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// Its rate slot at `slot_ms` (Redis's clock) is reserved: it comes back
+    /// then and takes no other token.
+    Rate { slot_ms: u64 },
+    /// Every slot of the fleet-wide concurrency is taken.
+    Concurrency,
+    /// The limits could not be asked (Redis unreachable, a key of another type).
+    Unavailable,
+}
+
+impl Throttle {
+    /// The `limit` label of `jobhost_throttled_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Throttle::Rate { .. } => "rate",
+            Throttle::Concurrency => "concurrency",
+            Throttle::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How long a job waits after its `waits`-th consecutive denial by a full
+/// concurrency cap (0 for the first): 100 ms · 2^waits capped at 2 s, with
+/// jitter in its upper half, so waiting jobs neither spin nor come back
+/// together.
+pub fn concurrency_backoff(waits: u32) -> Duration {
+    let ceiling = (100u64 << waits.min(5)).min(2000);
+    Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling))
 }
 
 impl Outcome {
@@ -32,6 +72,7 @@ impl Outcome {
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
             Outcome::Expired => "expired",
+            Outcome::Wait { .. } => "throttled",
         }
     }
 }
@@ -106,6 +147,18 @@ mod tests {
         // Jitter spreads the delays out.
         let distinct: std::collections::HashSet<_> = (0..50).map(|_| policy.backoff(4)).collect();
         assert!(distinct.len() > 5);
+    }
+
+    #[test]
+    fn concurrency_waits_grow_and_stay_under_two_seconds() {
+        for _ in 0..100 {
+            let first = concurrency_backoff(0);
+            assert!((50..=100).contains(&first.as_millis()), "{first:?}");
+            let third = concurrency_backoff(2);
+            assert!((200..=400).contains(&third.as_millis()), "{third:?}");
+            assert!(concurrency_backoff(40) <= Duration::from_secs(2));
+            assert!(concurrency_backoff(40) >= Duration::from_secs(1));
+        }
     }
 
     #[test]

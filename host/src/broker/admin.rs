@@ -51,6 +51,8 @@ pub struct QueueStats {
     pub failed: u64,
     pub retried: u64,
     pub expired: u64,
+    /// Deliveries held back by a fleet-wide limit (each wait counts once).
+    pub throttled: u64,
     /// Key-value buckets of the queue and how many keys each holds.
     pub buckets: std::collections::BTreeMap<String, u64>,
 }
@@ -219,6 +221,7 @@ impl Redis {
             failed: counter("dead"),
             retried: counter("retry"),
             expired: counter("expired"),
+            throttled: counter("throttled"),
             buckets,
         })
     }

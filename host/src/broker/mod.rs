@@ -6,7 +6,7 @@
 //! `consume.rs` reads jobs through the consumer group, `record.rs` writes each
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
-//! and repairs key-value buckets; `entries.rs` is the one parser of stream
+//! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits; `entries.rs` is the one parser of stream
 //! replies.
 
 mod admin;
@@ -15,6 +15,7 @@ mod consume;
 pub mod delayed;
 mod entries;
 pub mod kv;
+pub mod limit;
 mod produce;
 mod reclaim;
 mod record;

@@ -6,7 +6,7 @@ use redis::Script;
 
 use crate::envelope::{Envelope, field, now_rfc3339};
 use crate::keys::QueueKeys;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Throttle};
 use crate::plugins::kv::{KvOp, KvWrite};
 
 use super::entries::{Delivery, Unfit};
@@ -195,7 +195,7 @@ impl Record<'_> {
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
-            Outcome::Retry { .. } => b"",
+            Outcome::Retry { .. } | Outcome::Wait { .. } => b"",
         };
         cmd.arg(&self.delivery.entry_id)
             .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
@@ -269,10 +269,31 @@ impl Record<'_> {
             (Outcome::Retry { after, .. }, Ok(job)) => {
                 let mut next = job.clone();
                 next.attempt += 1;
+                // A new attempt queues for the fleet-wide limits afresh.
+                next.rate_paid = None;
+                next.throttled = 0;
                 let due = self.now_ms + after.as_millis() as u64;
                 text(&due.to_string());
                 args.push(super::delayed::member(&next));
                 ("retry", args)
+            }
+            (
+                Outcome::Wait {
+                    after, throttle, ..
+                },
+                Ok(job),
+            ) => {
+                // The same attempt, carrying what its wait paid for.
+                let mut next = job.clone();
+                match throttle {
+                    Throttle::Rate { slot_ms } => next.rate_paid = Some(*slot_ms),
+                    Throttle::Concurrency => next.throttled = next.throttled.saturating_add(1),
+                    Throttle::Unavailable => {}
+                }
+                let due = self.now_ms + after.as_millis() as u64;
+                text(&due.to_string());
+                args.push(super::delayed::member(&next));
+                ("wait", args)
             }
             (Outcome::Dead { reason }, Err(Unfit::Oversized { values, .. })) => {
                 // Its fields never reached this host: the script copies them.
@@ -293,7 +314,12 @@ impl Record<'_> {
                     Err(Unfit::Malformed(malformed)) => (malformed.fields.clone(), 0, 0),
                     Err(Unfit::Oversized { .. }) => (Vec::new(), 0, 0),
                 };
-                for (name, value) in fields.into_iter().filter(|(k, _)| k != field::REPLAY_COUNT) {
+                // Host-internal fields of a wait mean nothing to a replay.
+                let dropped = [field::REPLAY_COUNT, field::RATE_PAID, field::THROTTLED];
+                for (name, value) in fields
+                    .into_iter()
+                    .filter(|(k, _)| !dropped.contains(&k.as_str()))
+                {
                     args.push(name.into_bytes());
                     args.push(value);
                 }

@@ -1,7 +1,8 @@
 -- Records the outcomes of a batch of delivered jobs in one atomic step.
 --
 -- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its
--- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired),
+-- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired,
+-- throttled),
 -- KEYS[5..] reply streams of producers waiting for some of these jobs, then
 -- the key-value buckets (hashes) the jobs write
 -- ARGV[1] consumer group, ARGV[2] number of records, then per record:
@@ -14,6 +15,8 @@
 --           ("" for "del"); at most one write per key and record
 --   "retry" due time (ms since epoch), the next attempt's fields as one delayed-set
 --           member (a MessagePack array, see delayed.rs)
+--   "wait"  as "retry", for a job over a fleet-wide limit of its plugin: the
+--           member is the same attempt; counted as "throttled", no reply
 --   "dead"  the dead-letter entry's fields (k, v, ...)
 --   "dead-in-place" an entry too large for the host, whose fields never left
 --           Redis: how many field names and values it has, then the fields
@@ -52,7 +55,9 @@ local MAX_FIELD_ARGS = 7000
 local group, n = ARGV[1], tonumber(ARGV[2])
 local NAMES = { zset = 'sorted set' }
 -- The counter and reply outcome of an action, where it is not the action's name.
-local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead' }
+local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead', wait = 'throttled' }
+-- Actions that leave the job to come back: a waiting producer hears nothing yet.
+local NO_REPLY = { retry = true, wait = true }
 
 -- Why `key` cannot take a write of `kind` ('stream', 'zset', 'hash'), or
 -- false when it can. A missing key is created by the write.
@@ -238,7 +243,7 @@ for i = 1, n do
         end
       end)
     end
-  elseif action == 'retry' then
+  elseif action == 'retry' or action == 'wait' then
     key = KEYS[2]
     problem = tonumber(ARGV[first]) == nil and 'cannot take a due time of ' .. tostring(ARGV[first])
       or problem_of(key, 'zset')
@@ -279,7 +284,7 @@ end
 local reply_state = {}
 for i = 1, n do
   local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + 4]
-  if not hold[i] and reply > 0 and action ~= 'retry' and reply_state[reply] == nil then
+  if not hold[i] and reply > 0 and not NO_REPLY[action] and reply_state[reply] == nil then
     if redis.call('EXISTS', KEYS[reply]) == 0 then
       reply_state[reply] = 'gone'
     else
@@ -321,7 +326,7 @@ for i = 1, n do
     acked[recorded] = entry
     local outcome = OUTCOME_OF[action] or action
     counts[outcome] = (counts[outcome] or 0) + 1
-    if reply > 0 and action ~= 'retry' then
+    if reply > 0 and not NO_REPLY[action] then
       local state = reply_state[reply]
       if state == false then
         redis.call('XADD', KEYS[reply], '*', 'job_id', job, 'outcome', outcome, 'text', text)
@@ -347,7 +352,7 @@ for i = 1, n do
           end
         end)
       end
-    elseif action == 'retry' then
+    elseif action == 'retry' or action == 'wait' then
       redis.call('ZADD', KEYS[2], ARGV[first], ARGV[first + 1])
     elseif action == 'dead' then
       redis.call('XADD', KEYS[3], '*', unpack(ARGV, first, first + nargs - 1))

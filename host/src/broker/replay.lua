@@ -5,7 +5,7 @@
 --
 -- Guarantee: the XADD to the stream and the XDEL from the DLQ are one atomic
 -- step, so a replayed job is neither lost nor doubled. The enrichment fields
--- are dropped, `attempt` restarts at 1 and `replay_count` grows by one.
+-- are dropped (and a fleet-wide limit wait's `rate_paid`, `throttled`), `attempt` restarts at 1 and `replay_count` grows by one.
 -- Returns {"ok", new entry id}, {"missing"} or {"frozen", replay count}.
 
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -16,6 +16,8 @@ local fields = entries[1][2]
 local enrichment = {
   original_id = true, original_stream = true, failed_at = true, total_attempts = true,
   last_error = true, consumer_group = true, replay_count = true, attempt = true,
+  -- what a wait for a fleet-wide limit carried: the replay queues afresh
+  rate_paid = true, throttled = true,
 }
 local replays = 0
 local kept = {}

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{QueueArgs, parse_duration};
 use crate::broker::{JobResult, Redis};
-use crate::envelope::{Envelope, JobType, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
+use crate::envelope::{Envelope, JobType, LimitKey, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
 use crate::keys::QueueKeys;
 
 /// Largest payload `enqueue` accepts.
@@ -41,6 +41,10 @@ pub struct EnqueueArgs {
     /// Trace id carried in the envelope and shown in every log line about the job.
     #[arg(long, value_name = "ID")]
     pub trace_id: Option<String>,
+    /// Count the job against its own bucket of its plugin's fleet-wide limits
+    /// (each key gets the plugin's rate and concurrency), e.g. acct_42.
+    #[arg(long, value_name = "KEY", value_parser = parse_limit_key)]
+    pub limit_key: Option<LimitKey>,
     /// Run no earlier than this long from now, e.g. 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "at")]
     pub delay: Option<Duration>,
@@ -57,6 +61,13 @@ pub struct EnqueueArgs {
     /// How long `--wait` waits.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "wait")]
     pub timeout: Duration,
+}
+
+fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
+    LimitKey::parse(text).map_err(|e| match e {
+        crate::envelope::EnvelopeError::Invalid { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
@@ -77,6 +88,7 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     let mut job = Envelope::new(job_type, payload);
     job.trace_id = args.trace_id;
     job.max_attempts = args.max_attempts;
+    job.limit_key = args.limit_key;
     job.producer = Some("jobhost-cli".to_owned());
     let now = now_ms();
     if let Some(expires_in) = args.expires_in {
@@ -180,6 +192,8 @@ struct BatchLine {
     trace_id: Option<String>,
     #[serde(default)]
     max_attempts: Option<u32>,
+    #[serde(default)]
+    limit_key: Option<String>,
 }
 
 /// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id.
@@ -196,7 +210,12 @@ async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
             continue;
         }
         let number = index + 1;
-        let job = parse_line(&line, args.trace_id.as_deref(), args.max_attempts).map_err(|e| {
+        let defaults = LineDefaults {
+            trace_id: args.trace_id.as_deref(),
+            max_attempts: args.max_attempts,
+            limit_key: args.limit_key.as_ref(),
+        };
+        let job = parse_line(&line, &defaults).map_err(|e| {
             anyhow::anyhow!("line {number}: {e:#} ({total} jobs before it were enqueued)")
         })?;
         chunk.push(job);
@@ -210,11 +229,14 @@ async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn parse_line(
-    line: &str,
-    trace_id: Option<&str>,
+/// What a `--batch` line that does not say otherwise gets from the flags.
+struct LineDefaults<'a> {
+    trace_id: Option<&'a str>,
     max_attempts: Option<u32>,
-) -> anyhow::Result<Envelope> {
+    limit_key: Option<&'a LimitKey>,
+}
+
+fn parse_line(line: &str, defaults: &LineDefaults<'_>) -> anyhow::Result<Envelope> {
     use base64::Engine as _;
     let parsed: BatchLine =
         serde_json::from_str(line).context("not a {\"type\":..,\"payload\":..} object")?;
@@ -229,8 +251,12 @@ fn parse_line(
     };
     check_payload(&payload)?;
     let mut job = Envelope::new(JobType::parse(&parsed.job_type)?, payload);
-    job.trace_id = parsed.trace_id.or(trace_id.map(str::to_owned));
-    job.max_attempts = parsed.max_attempts.or(max_attempts);
+    job.trace_id = parsed.trace_id.or(defaults.trace_id.map(str::to_owned));
+    job.max_attempts = parsed.max_attempts.or(defaults.max_attempts);
+    job.limit_key = match parsed.limit_key {
+        Some(key) => Some(LimitKey::parse(&key)?),
+        None => defaults.limit_key.cloned(),
+    };
     job.producer = Some("jobhost-cli".to_owned());
     Ok(job)
 }

@@ -34,6 +34,7 @@ pub fn execute(command: PluginsCommand) -> anyhow::Result<i32> {
     );
     println!("built for: {}", plugin.world());
     println!("imports: {}", plugin.imports.join(", "));
+    println!("fleet-wide limits: {}", plugin.limits.fleet);
     print_grants(&plugin);
     Ok(0)
 }

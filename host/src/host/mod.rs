@@ -5,14 +5,17 @@
 //! entry (XREADGROUP) → a job thread dispatches it to its plugin → the recorder
 //! writes its outcome atomically (ack + follow-ups, retry or DLQ) → the slot is freed.
 //!
-//! `reader.rs` feeds the job threads (`pool.rs`), `recorder.rs` writes
+//! `reader.rs` feeds the job threads (`pool.rs`; their own way to Redis is
+//! `job_redis.rs`, for `kv_reads.rs` and `fleet_limits.rs`), `recorder.rs` writes
 //! outcomes, `in_flight.rs` owns what a job holds meanwhile, `background.rs`
 //! holds the tasks beside the job path (heartbeat, delayed jobs, hot reload,
 //! standby generator), `health.rs` tracks whether Redis answers them all.
 
 mod background;
+mod fleet_limits;
 mod health;
 mod in_flight;
+mod job_redis;
 mod kv_reads;
 mod pool;
 mod reader;
@@ -126,13 +129,13 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let metrics = Arc::new(Metrics::default());
     let keys = QueueKeys::new(&config.namespace, &config.queue);
     let mut redis = Redis::connect(&config.redis_url).await?;
+    let job_redis = Arc::new(job_redis::JobRedis::new(
+        redis.clone(),
+        tokio::runtime::Handle::current(),
+    ));
     let services = Services {
         http_metrics: metrics.http.clone(),
-        kv: Arc::new(kv_reads::RedisKv::new(
-            redis.clone(),
-            keys.clone(),
-            tokio::runtime::Handle::current(),
-        )),
+        kv: Arc::new(kv_reads::RedisKv::new(job_redis.clone(), keys.clone())),
     };
     let runtime = Runtime::new(
         concurrency as u32,
@@ -157,15 +160,21 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-    let dispatcher = Arc::new(Dispatcher::new(
-        plugins,
-        DispatchPolicy {
-            retry: config.retry,
-            max_deliveries: config.max_deliveries,
-            max_payload: config.max_payload,
-        },
-    ));
-    let pool = Pool::start(concurrency, dispatcher, done_tx);
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            plugins,
+            DispatchPolicy {
+                retry: config.retry,
+                max_deliveries: config.max_deliveries,
+                max_payload: config.max_payload,
+            },
+        )
+        .with_fleet_limits(Arc::new(fleet_limits::RedisLimits::new(
+            job_redis,
+            metrics.clone(),
+        ))),
+    );
+    let pool = Pool::start(concurrency, dispatcher, keys.clone(), done_tx);
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::broker::Delivery;
 use crate::dispatch::{Dispatcher, Finished};
+use crate::keys::QueueKeys;
 use crate::plugins::InstanceCache;
 
 use super::in_flight::Held;
@@ -45,6 +46,7 @@ impl Pool {
     pub(super) fn start(
         size: usize,
         dispatcher: Arc<Dispatcher>,
+        keys: QueueKeys,
         done: UnboundedSender<Done>,
     ) -> Self {
         let (sender, receiver) = crossbeam_channel::unbounded::<Task>();
@@ -53,13 +55,14 @@ impl Pool {
                 let receiver = receiver.clone();
                 let dispatcher = dispatcher.clone();
                 let done = done.clone();
+                let keys = keys.clone();
                 std::thread::Builder::new()
                     .name(format!("job-{n}"))
                     .spawn(move || {
                         // This thread's own: reused instances never cross threads.
                         let mut cache = InstanceCache::default();
                         while let Some(task) = next_task(&receiver, &mut cache) {
-                            let finished = dispatcher.dispatch(task.delivery, &mut cache);
+                            let finished = dispatcher.dispatch(task.delivery, &keys, &mut cache);
                             let held = task.held;
                             if done
                                 .send(Done {

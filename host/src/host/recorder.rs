@@ -143,6 +143,20 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
         .map_or(("-", "-"), |tag| (tag.name(), tag.version()));
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
+    if let Outcome::Wait {
+        after,
+        reason,
+        throttle,
+    } = &finished.outcome
+    {
+        // Counted where it was decided (`jobhost_throttled_total`); at debug,
+        // since a throttled backlog would flood the log.
+        tracing::debug!(
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, limit = throttle.label(),
+            wait_ms = after.as_millis() as u64, %reason, %trace_id, "job waits for a fleet-wide limit"
+        );
+        return;
+    }
     metrics.job_finished(outcome, job_type, plugin, finished.duration);
     if let Some(waited) = finished.waited {
         metrics.job_waited(waited);
@@ -166,5 +180,6 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
             %reason, "job dead-lettered"
         ),
+        Outcome::Wait { .. } => {}
     }
 }

@@ -15,6 +15,9 @@
 //! kv_writes = 1000          # keys one job may write (default 1000)
 //! kv_write_bytes = 16777216 # bytes of keys and values one job may write (default 16 MiB)
 //! kv_list_keys = 1000       # keys one list-keys call returns, about (default 1000)
+//! rate = "50/s"             # fleet-wide starts (N/s, N/m, N/h, N/500ms; see `fleet.rs`)
+//! burst = 20                # starts at once above the rate (default 1)
+//! fleet_concurrency = 2     # jobs running at once across all hosts
 //!
 //! [grants]
 //! env = ["API_BASE"]                                   # host variables passed through
@@ -35,6 +38,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::config::{ConfigEntry, PluginConfig};
+use super::fleet::{FleetLimit, Rate};
 use super::kv::{self, KvGrant, KvLimits};
 use super::outbound::{HttpGrant, HttpLimits, OriginGrant};
 
@@ -56,6 +60,8 @@ pub struct Limits {
     pub http: HttpLimits,
     /// Bounds on each job's key-value state.
     pub kv: KvLimits,
+    /// Limits shared by every host through Redis; none by default.
+    pub fleet: FleetLimit,
 }
 
 impl Default for Limits {
@@ -69,6 +75,7 @@ impl Default for Limits {
             jobs_per_instance: 1,
             http: HttpLimits::default(),
             kv: KvLimits::default(),
+            fleet: FleetLimit::default(),
         }
     }
 }
@@ -99,6 +106,9 @@ struct LimitsSection {
     kv_writes: Option<usize>,
     kv_write_bytes: Option<usize>,
     kv_list_keys: Option<usize>,
+    rate: Option<String>,
+    burst: Option<u32>,
+    fleet_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +208,7 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
     }
     parse_http_limits(&manifest.limits, &mut limits.http)?;
     parse_kv_limits(&manifest.limits, &mut limits.kv)?;
+    limits.fleet = parse_fleet_limit(&manifest.limits)?;
     let env = manifest
         .grants
         .env
@@ -250,6 +261,30 @@ fn parse(text: &str, base: &Path) -> Result<Settings, String> {
             config,
             kv,
         },
+    })
+}
+
+fn parse_fleet_limit(section: &LimitsSection) -> Result<FleetLimit, String> {
+    let mut rate = section
+        .rate
+        .as_deref()
+        .map(Rate::parse)
+        .transpose()
+        .map_err(|e| format!("manifest: limits.rate {e}"))?;
+    match (section.burst, rate.as_mut()) {
+        (Some(0), _) => return Err("manifest: limits.burst must be at least 1".into()),
+        (Some(burst), Some(rate)) => rate.burst = burst,
+        (Some(_), None) => {
+            return Err("manifest: limits.burst needs limits.rate (e.g. rate = \"50/s\")".into());
+        }
+        (None, _) => {}
+    }
+    if section.fleet_concurrency == Some(0) {
+        return Err("manifest: limits.fleet_concurrency must be above 0".into());
+    }
+    Ok(FleetLimit {
+        rate,
+        concurrency: section.fleet_concurrency,
     })
 }
 
@@ -321,6 +356,30 @@ mod tests {
         assert_eq!(settings.limits.max_attempts, Some(3));
         assert_eq!(settings.grants.dirs[0].host, Path::new("/plugins/data"));
         assert_eq!(settings.limits.jobs_per_instance, 1);
+    }
+
+    #[test]
+    fn fleet_limits_are_read_and_checked() {
+        let settings = parse(
+            "[limits]\nrate = \"50/s\"\nburst = 20\nfleet_concurrency = 2\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let fleet = settings.limits.fleet;
+        assert_eq!(fleet.rate.unwrap().count, 50);
+        assert_eq!(fleet.rate.unwrap().burst, 20);
+        assert_eq!(fleet.concurrency, Some(2));
+        assert!(fleet.is_limited());
+        assert!(!parse("", Path::new(".")).unwrap().limits.fleet.is_limited());
+        for (text, says) in [
+            ("[limits]\nrate = \"fast\"\n", "limits.rate"),
+            ("[limits]\nburst = 3\n", "needs limits.rate"),
+            ("[limits]\nrate = \"1/s\"\nburst = 0\n", "limits.burst"),
+            ("[limits]\nfleet_concurrency = 0\n", "fleet_concurrency"),
+        ] {
+            let error = parse(text, Path::new(".")).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
     }
 
     #[test]
