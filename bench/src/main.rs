@@ -53,6 +53,10 @@ struct BenchArgs {
     /// among --plugins; 0: skip).
     #[arg(long, default_value_t = 20_000)]
     kv_jobs: usize,
+    /// Jobs per run of the fleet-wide rate measure (`hello` under a manifest
+    /// `rate = "2000/s"`, one host; 0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    limited_jobs: usize,
 }
 
 fn main() -> ExitCode {
@@ -251,6 +255,9 @@ async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if args.kv_jobs > 0 {
         kv_increment_per_job(&redis, &args, concurrency, runs).await?;
     }
+    if args.limited_jobs > 0 {
+        limited_jobs(&redis, &args, concurrency, runs).await?;
+    }
     line(
         "   bench process RSS (in-process hosts, after)",
         &format!("{:.1} MiB", measures::rss_mib()),
@@ -311,6 +318,52 @@ async fn http_post_per_job(
         "µs/job",
         of(measures::HttpFigures::overhead_us),
         Target::None,
+    );
+    Ok(())
+}
+
+/// Measure 10, "fleet-wide rate": hello jobs/s drained by one host under a
+/// manifest rate, against that rate.
+async fn limited_jobs(
+    redis: &RedisServer,
+    args: &BenchArgs,
+    concurrency: usize,
+    runs: u32,
+) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    for _ in 0..runs {
+        flush(redis)?;
+        rates.push(
+            measures::limited_jobs_rate(
+                &redis.url(),
+                &args.plugins,
+                args.limited_jobs,
+                concurrency,
+                args.prefetch,
+            )
+            .await?,
+        );
+    }
+    let limit = f64::from(measures::LIMITED_RATE);
+    let achieved = Spread::of(rates);
+    show(
+        &format!(
+            "10. rate-limited hello, rate {limit}/s burst 100 ({} jobs, {concurrency} thr)",
+            args.limited_jobs
+        ),
+        "jobs/s",
+        achieved,
+        Target::None,
+    );
+    show(
+        "   share of the limit achieved",
+        "%",
+        Spread::of(vec![
+            achieved.median / limit * 100.0,
+            achieved.min / limit * 100.0,
+            achieved.max / limit * 100.0,
+        ]),
+        Target::AtLeast(90.0),
     );
     Ok(())
 }

@@ -43,8 +43,8 @@ pub struct EnqueueArgs {
     pub trace_id: Option<String>,
     /// Count the job against its own bucket of its plugin's fleet-wide limits
     /// (each key gets the plugin's rate and concurrency), e.g. acct_42.
-    #[arg(long, value_name = "KEY", value_parser = parse_limit_key)]
-    pub limit_key: Option<LimitKey>,
+    #[arg(long, value_name = "KEY")]
+    pub limit_key: Option<String>,
     /// Run no earlier than this long from now, e.g. 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "at")]
     pub delay: Option<Duration>,
@@ -63,11 +63,13 @@ pub struct EnqueueArgs {
     pub timeout: Duration,
 }
 
-fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
-    LimitKey::parse(text).map_err(|e| match e {
-        crate::envelope::EnvelopeError::Invalid { reason, .. } => reason,
-        other => other.to_string(),
-    })
+/// `--limit-key`, checked here rather than by clap, whose refusals take
+/// several lines.
+fn limit_key(args: &EnqueueArgs) -> anyhow::Result<Option<LimitKey>> {
+    args.limit_key
+        .as_deref()
+        .map(|key| LimitKey::parse(key).map_err(|e| anyhow::anyhow!("--limit-key: {e}")))
+        .transpose()
 }
 
 fn parse_time(text: &str) -> Result<u64, String> {
@@ -86,9 +88,9 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     let payload = read_payload(args.payload.as_deref(), args.payload_file.as_deref())?;
     check_payload(&payload)?;
     let mut job = Envelope::new(job_type, payload);
+    job.limit_key = limit_key(&args)?;
     job.trace_id = args.trace_id;
     job.max_attempts = args.max_attempts;
-    job.limit_key = args.limit_key;
     job.producer = Some("jobhost-cli".to_owned());
     let now = now_ms();
     if let Some(expires_in) = args.expires_in {
@@ -199,6 +201,7 @@ struct BatchLine {
 /// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id.
 /// A bad line stops the batch with its line number; earlier chunks stay enqueued.
 async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
+    let default_key = limit_key(&args)?;
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
     let keys = args.queue.keys();
     let mut chunk = Vec::with_capacity(BATCH_CHUNK);
@@ -213,7 +216,7 @@ async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
         let defaults = LineDefaults {
             trace_id: args.trace_id.as_deref(),
             max_attempts: args.max_attempts,
-            limit_key: args.limit_key.as_ref(),
+            limit_key: default_key.as_ref(),
         };
         let job = parse_line(&line, &defaults).map_err(|e| {
             anyhow::anyhow!("line {number}: {e:#} ({total} jobs before it were enqueued)")

@@ -70,6 +70,19 @@ fn handle(job: Job) -> Result<Output, Error> {
             std::thread::sleep(Duration::from_millis(ms));
             Ok(count.to_string().into())
         }
+        // Fleet-wide limits: sleeps `ms` (payload) milliseconds and records
+        // when it ran in bucket `runs`: key the job id, value
+        // "START_MS END_MS ATTEMPT" (committed with the ack).
+        "test.stamp" => {
+            let ms: u64 = job.payload_str()?.trim().parse().unwrap_or(0);
+            let start = now_ms();
+            if ms > 0 {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            let stamp = format!("{start} {} {}", now_ms(), job.attempt());
+            kv::Bucket::open("runs")?.set(job.id(), stamp.as_bytes())?;
+            Ok(().into())
+        }
         "test.fatal" => Err(Error::fatal("refused on purpose")),
         // Binary payloads: returns the payload's bytes as they came, after one
         // retry for `test.echo-retry` (so they also pass through the delayed set).
@@ -157,6 +170,13 @@ fn count_once(n: u64) -> Result<(), Error> {
     markers.set(&marker, b"1")?;
     kv::Bucket::open("counters")?.increment(&format!("c{}", n % 100), 1)?;
     Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 unsafe extern "C" {
