@@ -39,6 +39,9 @@ pub enum ClientError {
     Closed,
 }
 
+// Nearly every message is a job: boxing it would cost an allocation per job
+// to make the rare flush smaller.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Job(Envelope),
     /// Answered once every job submitted before it is written.

@@ -367,9 +367,28 @@ fn a_bad_limit_key_is_refused_at_enqueue_and_dead_lettered_from_a_raw_xadd() {
         .arg("x".repeat(100_000))
         .query(&mut conn)
         .unwrap();
-    let dead = jobhost_tests::dead_letter(&redis, &id, Duration::from_secs(30));
+    // Malformed: its DLQ entry keeps the entry's own fields (no job id) and
+    // names the entry in `original_id`.
+    let mut dead = None;
+    wait_until(
+        "the entry is dead-lettered",
+        Duration::from_secs(30),
+        || {
+            dead = jobhost_tests::entries(&mut conn, keys::DLQ)
+                .into_iter()
+                .map(|(_, fields)| fields)
+                .find(|f| f.get("original_id") == Some(&id));
+            dead.is_some()
+        },
+    );
+    let dead = dead.expect("found");
     let reason = jobhost_tests::last_error(&dead);
     assert!(reason.contains("limit_key"), "{reason}");
+    let limit_keys: Vec<String> = redis::cmd("KEYS")
+        .arg("jobhost:{default}:limit:*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(limit_keys.is_empty(), "{limit_keys:?}");
 }
 
 // --- limit.lua, driven directly -------------------------------------------------
@@ -458,7 +477,7 @@ fn the_script_frees_a_slot_when_its_lease_expires() {
     let mut conn = redis.connection();
     let keys = bucket("leased");
     let limit = FleetLimit {
-        rate: rate("1000/s", 1),
+        rate: rate("1/m", 5),
         concurrency: Some(1),
     };
     let lease = Duration::from_millis(300);
