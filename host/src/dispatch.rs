@@ -249,7 +249,7 @@ impl Dispatcher {
             None
         };
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
-        let outcome = match plugin.run(&job, cache) {
+        let outcome = match plugin.run(&job, &queue.queue, cache) {
             RunOutcome::Success {
                 output,
                 follow_ups,

@@ -6,8 +6,9 @@
 //! `consume.rs` reads jobs through the consumer group, `record.rs` writes each
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
-//! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits; `entries.rs` is the one parser of stream
-//! replies.
+//! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits,
+//! `pause.rs` pauses and resumes queues;
+//! `entries.rs` is the one parser of stream replies.
 
 mod admin;
 mod connection;
@@ -16,6 +17,7 @@ pub mod delayed;
 mod entries;
 pub mod kv;
 pub mod limit;
+mod pause;
 mod produce;
 mod reclaim;
 mod record;

@@ -101,7 +101,7 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
         .or(args.delay.map(|delay| now + delay.as_millis() as u64))
         .filter(|due| *due > now);
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     if args.wait {
         let id = job.job_id.clone();
         return Ok(
@@ -203,7 +203,7 @@ struct BatchLine {
 async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
     let default_key = limit_key(&args)?;
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     let mut chunk = Vec::with_capacity(BATCH_CHUNK);
     let mut total = 0usize;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());

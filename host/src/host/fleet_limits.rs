@@ -52,12 +52,14 @@ impl RedisLimits {
 
     fn wait(
         &self,
+        queue: &QueueKeys,
         plugin: &LoadedPlugin,
         after: Duration,
         reason: String,
         throttle: Throttle,
     ) -> Admission {
-        self.metrics.job_throttled(plugin.name(), throttle.label());
+        self.metrics
+            .job_throttled(&queue.queue, plugin.name(), throttle.label());
         Admission::Wait {
             after,
             reason,
@@ -65,7 +67,13 @@ impl RedisLimits {
         }
     }
 
-    fn unusable_key(&self, plugin: &LoadedPlugin, key: String, why: String) -> Admission {
+    fn unusable_key(
+        &self,
+        queue: &QueueKeys,
+        plugin: &LoadedPlugin,
+        key: String,
+        why: String,
+    ) -> Admission {
         let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
         if reported.len() < REPORTED_KEYS && reported.insert(key.clone()) {
             tracing::error!(
@@ -75,7 +83,13 @@ impl RedisLimits {
         }
         drop(reported);
         let reason = format!("limit key {key} {why}");
-        self.wait(plugin, UNAVAILABLE_WAIT, reason, Throttle::Unavailable)
+        self.wait(
+            queue,
+            plugin,
+            UNAVAILABLE_WAIT,
+            reason,
+            Throttle::Unavailable,
+        )
     }
 }
 
@@ -103,6 +117,7 @@ impl FleetLimits for RedisLimits {
         match decided {
             Ok(Decision::Run) => Admission::Run,
             Ok(Decision::Reserved { wait, slot_ms }) => self.wait(
+                queue,
                 plugin,
                 wait,
                 format!(
@@ -113,6 +128,7 @@ impl FleetLimits for RedisLimits {
                 Throttle::Rate { slot_ms },
             ),
             Ok(Decision::Full { running }) => self.wait(
+                queue,
                 plugin,
                 concurrency_backoff(job.throttled),
                 format!(
@@ -121,13 +137,16 @@ impl FleetLimits for RedisLimits {
                 ),
                 Throttle::Concurrency,
             ),
-            Ok(Decision::WrongType { key, reason }) => self.unusable_key(plugin, key, reason),
+            Ok(Decision::WrongType { key, reason }) => {
+                self.unusable_key(queue, plugin, key, reason)
+            }
             Err(failed) => {
                 let why = failed.to_text();
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %why, "cannot ask Redis for fleet-wide limits; limited jobs wait until it answers");
                 }
                 self.wait(
+                    queue,
                     plugin,
                     UNAVAILABLE_WAIT,
                     format!("fleet-wide limits unavailable: {why}"),
