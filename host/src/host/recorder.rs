@@ -193,19 +193,19 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
         // The keys it wrote, committed with its ack: what an operator looks
         // for when a count seems off.
         Outcome::Done { kv_writes, .. } if !kv_writes.is_empty() => tracing::info!(
-            %job_id, r#type = %job_type, %queue, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             kv_writes = kv_writes.len(), "job finished"
         ),
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
-            %job_id, r#type = %job_type, %queue, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
-            %job_id, r#type = %job_type, %queue, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
-            %job_id, r#type = %job_type, %queue, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             %reason, "job dead-lettered"
         ),
         Outcome::Wait { .. } => {}
