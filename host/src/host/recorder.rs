@@ -180,7 +180,7 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
         // Counted where it was decided (`jobhost_throttled_total`); at debug,
         // since a throttled backlog would flood the log.
         tracing::debug!(
-            %job_id, r#type = %job_type, %queue, %plugin, attempt, %outcome, limit = throttle.label(),
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, limit = throttle.label(), %queue,
             wait_ms = after.as_millis() as u64, %reason, %trace_id, "job waits for a fleet-wide limit"
         );
         return;
