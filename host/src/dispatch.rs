@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::Delivery;
 use crate::envelope::{Envelope, now_ms, now_us};
+use crate::keys::QueueKeys;
 use crate::outcome::{Outcome, RetryPolicy};
 use crate::plugins::{InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
 
@@ -75,9 +76,15 @@ impl Dispatcher {
     }
 
     /// Runs one delivery to its outcome. Never panics on bad input: a malformed
-    /// entry or a misbehaving plugin is an outcome like any other. `cache` is
-    /// the calling job thread's own (instance reuse).
-    pub fn dispatch(&self, delivery: Delivery, cache: &mut InstanceCache) -> Finished {
+    /// entry or a misbehaving plugin is an outcome like any other. `queue`:
+    /// the one the delivery came from. `cache` is the calling job thread's
+    /// own (instance reuse).
+    pub fn dispatch(
+        &self,
+        delivery: Delivery,
+        queue: &QueueKeys,
+        cache: &mut InstanceCache,
+    ) -> Finished {
         let started = Instant::now();
         let produced_at_us = delivery.job.as_ref().ok().map(Envelope::produced_at_us);
         let waited = produced_at_us.map(|us| Duration::from_micros(now_us().saturating_sub(us)));
@@ -111,7 +118,7 @@ impl Dispatcher {
                 },
                 None,
             ),
-            Ok(job) => self.run(job, produced_at_us.unwrap_or(0) / 1000, cache),
+            Ok(job) => self.run(job, queue, produced_at_us.unwrap_or(0) / 1000, cache),
         };
         Finished {
             delivery,
@@ -125,6 +132,7 @@ impl Dispatcher {
     fn run(
         &self,
         envelope: &Envelope,
+        queue: &QueueKeys,
         produced_at_ms: u64,
         cache: &mut InstanceCache,
     ) -> (Outcome, Option<PluginTag>) {
@@ -149,7 +157,7 @@ impl Dispatcher {
             );
         };
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
-        let outcome = match plugin.run(&job, cache) {
+        let outcome = match plugin.run(&job, &queue.queue, cache) {
             RunOutcome::Success {
                 output,
                 follow_ups,

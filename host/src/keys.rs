@@ -7,6 +7,8 @@
 /// The Redis keys and consumer group of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {
+    /// The namespace the queue belongs to, e.g. `jobhost`.
+    pub namespace: String,
     /// The queue's name, e.g. `default`.
     pub queue: String,
     /// The stream jobs are read from.
@@ -35,6 +37,7 @@ impl QueueKeys {
     pub fn new(namespace: &str, queue: &str) -> Self {
         let prefix = format!("{namespace}:{{{queue}}}");
         QueueKeys {
+            namespace: namespace.to_owned(),
             queue: queue.to_owned(),
             stream: format!("{prefix}:stream"),
             delayed: format!("{prefix}:delayed"),
@@ -83,6 +86,13 @@ impl QueueKeys {
             .strip_prefix(":{")?
             .strip_suffix("}:stream")
     }
+}
+
+/// The set of the namespace's paused queues (their names): one key for all,
+/// so a host learns the state of every queue it serves with one command, on
+/// a Cluster too. Kept until resumed: pausing survives restarts.
+pub fn paused_queues(namespace: &str) -> String {
+    format!("{namespace}:paused")
 }
 
 /// The keys of the namespace's one generator lease.

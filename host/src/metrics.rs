@@ -66,17 +66,22 @@ impl Histogram {
 
 /// Finished jobs by outcome, type and plugin, nested so that counting a job of
 /// a known series looks it up by `&str` without allocating a key.
+/// type → plugin → count.
+type TypeCounts = BTreeMap<String, BTreeMap<String, u64>>;
+
 #[derive(Default)]
 struct JobCounts {
-    counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    /// queue → outcome → type → plugin → count.
+    counts: BTreeMap<String, BTreeMap<String, TypeCounts>>,
     series: usize,
 }
 
 impl JobCounts {
-    fn add(&mut self, outcome: &str, job_type: &str, plugin: &str) {
+    fn add(&mut self, queue: &str, outcome: &str, job_type: &str, plugin: &str) {
         if let Some(count) = self
             .counts
-            .get_mut(outcome)
+            .get_mut(queue)
+            .and_then(|outcomes| outcomes.get_mut(outcome))
             .and_then(|types| types.get_mut(job_type))
             .and_then(|plugins| plugins.get_mut(plugin))
         {
@@ -90,6 +95,8 @@ impl JobCounts {
         };
         let count = self
             .counts
+            .entry(queue.to_owned())
+            .or_default()
             .entry(outcome.to_owned())
             .or_default()
             .entry(job_type.to_owned())
@@ -102,12 +109,20 @@ impl JobCounts {
         *count += 1;
     }
 
-    /// Every series, ordered by outcome, type, plugin.
-    fn iter(&self) -> impl Iterator<Item = (&str, &str, &str, u64)> {
-        self.counts.iter().flat_map(|(outcome, types)| {
-            types.iter().flat_map(move |(job_type, plugins)| {
-                plugins.iter().map(move |(plugin, count)| {
-                    (outcome.as_str(), job_type.as_str(), plugin.as_str(), *count)
+    /// Every series, ordered by queue, outcome, type, plugin.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, &str, &str, u64)> {
+        self.counts.iter().flat_map(|(queue, outcomes)| {
+            outcomes.iter().flat_map(move |(outcome, types)| {
+                types.iter().flat_map(move |(job_type, plugins)| {
+                    plugins.iter().map(move |(plugin, count)| {
+                        (
+                            queue.as_str(),
+                            outcome.as_str(),
+                            job_type.as_str(),
+                            plugin.as_str(),
+                            *count,
+                        )
+                    })
                 })
             })
         })
@@ -193,6 +208,8 @@ pub struct Metrics {
     pub healthy: AtomicBool,
     /// The plugins serving now: name → (version, content hash).
     serving: Mutex<BTreeMap<String, (String, String)>>,
+    /// The queues served: name → paused.
+    paused: Mutex<BTreeMap<String, bool>>,
 }
 
 impl Metrics {
@@ -205,11 +222,18 @@ impl Metrics {
     }
 
     /// Counts one finished job.
-    pub fn job_finished(&self, outcome: &str, job_type: &str, plugin: &str, duration: Duration) {
+    pub fn job_finished(
+        &self,
+        queue: &str,
+        outcome: &str,
+        job_type: &str,
+        plugin: &str,
+        duration: Duration,
+    ) {
         self.jobs
             .lock()
             .expect("metrics lock")
-            .add(outcome, job_type, plugin);
+            .add(queue, outcome, job_type, plugin);
         match outcome {
             "retry" => self.retries.fetch_add(1, Ordering::Relaxed),
             "dead" => self.dlq_writes.fetch_add(1, Ordering::Relaxed),
@@ -226,6 +250,17 @@ impl Metrics {
         }
     }
 
+    /// Records whether `queue` is paused.
+    pub fn set_paused(&self, queue: &str, paused: bool) {
+        let mut queues = self.paused.lock().expect("metrics lock");
+        match queues.get_mut(queue) {
+            Some(known) => *known = paused,
+            None => {
+                queues.insert(queue.to_owned(), paused);
+            }
+        }
+    }
+
     /// Records which plugins serve now (after a load, reload or removal).
     pub fn set_serving(&self, plugins: BTreeMap<String, (String, String)>) {
         *self.serving.lock().expect("metrics lock") = plugins;
@@ -234,15 +269,30 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP jobhost_jobs_total Jobs finished, by outcome, type and plugin.\n");
+        out.push_str(
+            "# HELP jobhost_jobs_total Jobs finished, by queue, outcome, type and plugin.\n",
+        );
         out.push_str("# TYPE jobhost_jobs_total counter\n");
-        for (outcome, job_type, plugin, count) in self.jobs.lock().expect("metrics lock").iter() {
+        for (queue, outcome, job_type, plugin, count) in
+            self.jobs.lock().expect("metrics lock").iter()
+        {
             let _ = writeln!(
                 out,
-                "jobhost_jobs_total{{outcome=\"{}\",type=\"{}\",plugin=\"{}\"}} {count}",
+                "jobhost_jobs_total{{queue=\"{}\",outcome=\"{}\",type=\"{}\",plugin=\"{}\"}} {count}",
+                escape(queue),
                 escape(outcome),
                 escape(job_type),
                 escape(plugin)
+            );
+        }
+        out.push_str("# HELP jobhost_queue_paused Whether a queue this host serves is paused (1) or read (0).\n");
+        out.push_str("# TYPE jobhost_queue_paused gauge\n");
+        for (queue, paused) in self.paused.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "jobhost_queue_paused{{queue=\"{}\"}} {}",
+                escape(queue),
+                u8::from(*paused)
             );
         }
         out.push_str(
@@ -364,24 +414,26 @@ mod tests {
     fn finished_jobs_show_up_by_outcome_type_and_plugin() {
         let metrics = Metrics::default();
         metrics.job_finished(
+            "default",
             "done",
             "orders.created",
             "orders",
             Duration::from_micros(300),
         );
         metrics.job_finished(
+            "default",
             "done",
             "orders.created",
             "orders",
             Duration::from_millis(20),
         );
-        metrics.job_finished("retry", "x\"y", "-", Duration::ZERO);
+        metrics.job_finished("default", "retry", "x\"y", "-", Duration::ZERO);
         let text = metrics.render();
         assert!(text.contains(
-            "jobhost_jobs_total{outcome=\"done\",type=\"orders.created\",plugin=\"orders\"} 2\n"
+            "jobhost_jobs_total{queue=\"default\",outcome=\"done\",type=\"orders.created\",plugin=\"orders\"} 2\n"
         ));
         assert!(
-            text.contains("jobhost_jobs_total{outcome=\"retry\",type=\"x\\\"y\",plugin=\"-\"} 1\n")
+            text.contains("jobhost_jobs_total{queue=\"default\",outcome=\"retry\",type=\"x\\\"y\",plugin=\"-\"} 1\n")
         );
         assert!(text.contains(
             "jobhost_handler_duration_seconds_bucket{plugin=\"orders\",le=\"0.0005\"} 1\n"
@@ -410,17 +462,17 @@ mod tests {
     fn types_past_the_series_limit_count_as_other() {
         let metrics = Metrics::default();
         for n in 0..MAX_JOB_SERIES {
-            metrics.job_finished("done", &format!("t.{n}"), "p", Duration::ZERO);
+            metrics.job_finished("default", "done", &format!("t.{n}"), "p", Duration::ZERO);
         }
-        metrics.job_finished("done", "t.0", "p", Duration::ZERO);
-        metrics.job_finished("done", "t.new", "p", Duration::ZERO);
+        metrics.job_finished("default", "done", "t.0", "p", Duration::ZERO);
+        metrics.job_finished("default", "done", "t.new", "p", Duration::ZERO);
         let text = metrics.render();
-        assert!(
-            text.contains("jobhost_jobs_total{outcome=\"done\",type=\"t.0\",plugin=\"p\"} 2\n")
-        );
-        assert!(
-            text.contains("jobhost_jobs_total{outcome=\"done\",type=\"other\",plugin=\"p\"} 1\n")
-        );
+        assert!(text.contains(
+            "jobhost_jobs_total{queue=\"default\",outcome=\"done\",type=\"t.0\",plugin=\"p\"} 2\n"
+        ));
+        assert!(text.contains(
+            "jobhost_jobs_total{queue=\"default\",outcome=\"done\",type=\"other\",plugin=\"p\"} 1\n"
+        ));
         assert!(!text.contains("t.new"));
     }
 }

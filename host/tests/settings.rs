@@ -121,6 +121,7 @@ fn samples(
         Some("DURATION") => same("7s", "9s"),
         Some("DIR") => same("/tmp/from-a", "/tmp/from-b"),
         Some("NAME") => same("name-a", "name-b"),
+        Some("NAME[=WEIGHT]") => same("queue-a", "queue-b"),
         Some("TYPE") => same("type.a", "type.b"),
         Some("N/s") => same("3/s", "7/s"),
         Some("ADDR") => same("127.0.0.1:1001", "127.0.0.1:1002"),

@@ -85,19 +85,19 @@ fn metrics_count_exactly_the_workload() {
     let samples = parse_exposition(&body);
     let expect = [
         (
-            r#"jobhost_jobs_total{outcome="done",type="hello.x",plugin="hello"}"#,
+            r#"jobhost_jobs_total{queue="default",outcome="done",type="hello.x",plugin="hello"}"#,
             3.0,
         ),
         (
-            r#"jobhost_jobs_total{outcome="retry",type="flaky.job",plugin="flaky"}"#,
+            r#"jobhost_jobs_total{queue="default",outcome="retry",type="flaky.job",plugin="flaky"}"#,
             1.0,
         ),
         (
-            r#"jobhost_jobs_total{outcome="done",type="flaky.job",plugin="flaky"}"#,
+            r#"jobhost_jobs_total{queue="default",outcome="done",type="flaky.job",plugin="flaky"}"#,
             1.0,
         ),
         (
-            r#"jobhost_jobs_total{outcome="dead",type="orders.created",plugin="orders"}"#,
+            r#"jobhost_jobs_total{queue="default",outcome="dead",type="orders.created",plugin="orders"}"#,
             1.0,
         ),
         ("jobhost_retries_total", 1.0),

@@ -242,7 +242,7 @@ fn host_config(
 ) -> HostConfig {
     let mut config = HostConfig::with_defaults(url, plugins);
     config.namespace = "bench".to_owned();
-    config.queue = queue.to_owned();
+    config.queues = vec![jobhost::host::QueueSpec::named(queue)];
     config.concurrency = concurrency;
     config.prefetch = prefetch;
     config.cache_dir = None;
@@ -323,14 +323,17 @@ pub fn dispatch_overhead(
     let mut cache = InstanceCache::default();
     let envelope = Envelope::new(JobType::parse(job_type)?, PAYLOAD.as_bytes().to_vec());
     let job = Job::from_envelope(&envelope, 5, envelope.produced_at_ms());
-    if !matches!(plugin.run(&job, &mut cache), RunOutcome::Success { .. }) {
+    if !matches!(
+        plugin.run(&job, "default", &mut cache),
+        RunOutcome::Success { .. }
+    ) {
         anyhow::bail!("the plugin does not succeed on {job_type} jobs");
     }
     let per_job = (0..runs.max(1))
         .map(|_| {
             let started = Instant::now();
             for _ in 0..count {
-                let _ = plugin.run(&job, &mut cache);
+                let _ = plugin.run(&job, "default", &mut cache);
             }
             started.elapsed().as_secs_f64() * 1e6 / f64::from(count.max(1))
         })

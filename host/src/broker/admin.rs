@@ -37,6 +37,8 @@ impl DeadJob {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
     pub queue: String,
+    /// No host reads it until it is resumed (`jobhost queue resume`).
+    pub paused: bool,
     /// Entries in the stream: waiting plus in flight.
     pub stream_length: u64,
     /// Entries delivered to a host and not yet acknowledged.
@@ -207,8 +209,17 @@ impl Redis {
             .into_iter()
             .map(|size| (size.bucket, size.keys))
             .collect();
+        // Its own command: on a Cluster the set lives in another slot.
+        let paused: bool = self
+            .query(
+                redis::cmd("SISMEMBER")
+                    .arg(crate::keys::paused_queues(&keys.namespace))
+                    .arg(&keys.queue),
+            )
+            .await?;
         Ok(QueueStats {
             queue: keys.queue.clone(),
+            paused,
             stream_length,
             pending: number("pending"),
             lag: number("lag"),

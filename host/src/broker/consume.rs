@@ -44,7 +44,7 @@ impl Redis {
     }
 
     /// Reads up to `count` entries never delivered to any consumer, as
-    /// `consumer`, waiting up to [`READ_BLOCK`] when there are none.
+    /// `consumer`; when there are none and `wait`, waits up to [`READ_BLOCK`].
     /// `screened`: through `read_entries.lua`, where an entry larger than
     /// `largest` bytes comes with its size only; else a plain XREADGROUP
     /// (cheaper by about half of Redis's work for the read), for a caller
@@ -60,6 +60,7 @@ impl Redis {
         count: usize,
         largest: usize,
         screened: bool,
+        wait: bool,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let deliveries = if screened {
             let reply: redis::Value = self
@@ -78,11 +79,65 @@ impl Redis {
             let reply = self.read_group(keys, consumer, count, None).await?;
             entries::parse_read_reply(reply, largest)
         };
-        if !deliveries.is_empty() {
+        if !deliveries.is_empty() || !wait {
             return Ok(deliveries);
         }
         let reply = self.read_group(keys, consumer, 1, Some(READ_BLOCK)).await?;
         Ok(entries::parse_read_reply(reply, largest))
+    }
+
+    /// Waits up to [`READ_BLOCK`] for a new entry on any of `queues`, all
+    /// empty when last read: one blocking XREADGROUP over every stream, which
+    /// brings at most one entry of each. Each delivery comes with the index
+    /// of its queue. A Cluster refuses one command over keys of several
+    /// slots, so there each queue is waited on in turn for its share of the
+    /// time: a job arriving meanwhile on another waits that long.
+    pub async fn wait_new(
+        &mut self,
+        queues: &[&QueueKeys],
+        consumer: &str,
+        largest: usize,
+    ) -> Result<Vec<(usize, Delivery)>, BrokerError> {
+        if queues.len() > 1 && self.is_cluster() {
+            let share = (READ_BLOCK / queues.len() as u32).max(Duration::from_millis(20));
+            for (index, keys) in queues.iter().enumerate() {
+                let reply = self.read_group(keys, consumer, 1, Some(share)).await?;
+                let deliveries = entries::parse_read_reply(reply, largest);
+                if !deliveries.is_empty() {
+                    return Ok(deliveries.into_iter().map(|d| (index, d)).collect());
+                }
+            }
+            return Ok(Vec::new());
+        }
+        let Some(first) = queues.first() else {
+            return Ok(Vec::new());
+        };
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&first.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(READ_BLOCK.as_millis() as u64)
+            .arg("STREAMS");
+        for keys in queues {
+            cmd.arg(&keys.stream);
+        }
+        for _ in queues {
+            cmd.arg(">");
+        }
+        let reply: redis::Value = self.query(&cmd).await?;
+        let mut deliveries = Vec::new();
+        for (stream, list) in entries::read_reply_streams(reply) {
+            let Some(index) = queues.iter().position(|keys| keys.stream == stream) else {
+                continue;
+            };
+            for (id, pairs) in entries::raw_entries(list) {
+                deliveries.push((index, Delivery::from_entry(id, pairs, largest)));
+            }
+        }
+        Ok(deliveries)
     }
 
     async fn read_group(

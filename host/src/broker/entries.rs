@@ -54,7 +54,11 @@ pub struct Malformed {
 impl Delivery {
     /// The delivery of an entry read whole; one larger than `largest` bytes
     /// keeps only its size (its fields are dropped here).
-    fn from_entry(entry_id: String, pairs: Vec<(String, Vec<u8>)>, largest: usize) -> Self {
+    pub(super) fn from_entry(
+        entry_id: String,
+        pairs: Vec<(String, Vec<u8>)>,
+        largest: usize,
+    ) -> Self {
         let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
         if bytes > largest {
             return Delivery::oversized(entry_id, bytes, largest, pairs.len() * 2);
@@ -162,7 +166,22 @@ pub fn screened_entries(value: Value, largest: usize) -> Vec<Delivery> {
 
 /// The entry lists of an XREADGROUP / XREAD reply, one per stream.
 pub fn read_reply_entries(value: Value) -> Vec<Value> {
-    let streams: Vec<(Value, Value)> = match value {
+    stream_lists(value)
+        .into_iter()
+        .map(|(_, entries)| entries)
+        .collect()
+}
+
+/// The entry lists of an XREADGROUP / XREAD reply with the stream of each.
+pub fn read_reply_streams(value: Value) -> Vec<(String, Value)> {
+    stream_lists(value)
+        .into_iter()
+        .filter_map(|(stream, entries)| Some((text(stream)?, entries)))
+        .collect()
+}
+
+fn stream_lists(value: Value) -> Vec<(Value, Value)> {
+    match value {
         Value::Array(items) => items
             .into_iter()
             .filter_map(|item| match item {
@@ -174,9 +193,8 @@ pub fn read_reply_entries(value: Value) -> Vec<Value> {
             })
             .collect(),
         Value::Map(items) => items,
-        _ => return Vec::new(),
-    };
-    streams.into_iter().map(|(_, entries)| entries).collect()
+        _ => Vec::new(),
+    }
 }
 
 /// A reply value as text (a status, a bulk string read lossily, a number).

@@ -6,8 +6,8 @@
 //! `consume.rs` reads jobs through the consumer group, `record.rs` writes each
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
-//! and repairs key-value buckets; `entries.rs` is the one parser of stream
-//! replies.
+//! and repairs key-value buckets, `pause.rs` pauses and resumes queues;
+//! `entries.rs` is the one parser of stream replies.
 
 mod admin;
 mod connection;
@@ -15,6 +15,7 @@ mod consume;
 pub mod delayed;
 mod entries;
 pub mod kv;
+mod pause;
 mod produce;
 mod reclaim;
 mod record;

@@ -13,7 +13,7 @@
 //!
 //! ```toml
 //! redis = "redis://127.0.0.1:6379"
-//! queue = "emails"
+//! queue = ["critical", "default"]   # or "critical=3,default=1"
 //! plugins = "./plugins"
 //! concurrency = 4
 //! metrics = "127.0.0.1:9464"
@@ -157,6 +157,21 @@ pub fn read<'c>(cli: &'c Command, path: &Path) -> anyhow::Result<Vec<(&'c str, S
             toml::Value::String(s) => s,
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // A list setting (`queue = ["critical", "low"]`), as its
+            // environment variable spells it.
+            toml::Value::Array(items) if arg.get_value_delimiter() == Some(',') => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(n) => Ok(n.to_string()),
+                    other => Err(anyhow::anyhow!(
+                        "config file {}: `{key}` must list strings, not {}",
+                        path.display(),
+                        other.type_str()
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .join(","),
             other => bail!(
                 "config file {}: `{key}` must be a string or a number, not {}",
                 path.display(),
@@ -197,6 +212,11 @@ mod tests {
                 (env::CONCURRENCY, "4".to_string()),
                 (env::QUEUE, "emails".to_string()),
             ]
+        );
+        std::fs::write(&file, "queue = [\"critical\", \"low\"]\n").unwrap();
+        assert_eq!(
+            read(&cli, &file).unwrap(),
+            vec![(env::QUEUE, "critical,low".to_string())]
         );
         std::fs::write(&file, "qeueu = \"x\"\n").unwrap();
         let error = read(&cli, &file).unwrap_err().to_string();

@@ -58,7 +58,7 @@ pub enum DlqCommand {
 
 pub async fn execute(args: DlqArgs) -> anyhow::Result<i32> {
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     match args.command {
         DlqCommand::List { job_type, limit } => {
             let jobs = redis.dead_jobs(&keys, job_type.as_deref(), limit).await?;

@@ -87,7 +87,7 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
         .or(args.delay.map(|delay| now + delay.as_millis() as u64))
         .filter(|due| *due > now);
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     if args.wait {
         let id = job.job_id.clone();
         return Ok(
@@ -186,7 +186,7 @@ struct BatchLine {
 /// A bad line stops the batch with its line number; earlier chunks stay enqueued.
 async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     let mut chunk = Vec::with_capacity(BATCH_CHUNK);
     let mut total = 0usize;
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());

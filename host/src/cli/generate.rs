@@ -74,7 +74,7 @@ pub async fn execute(args: GenerateArgs) -> anyhow::Result<i32> {
         super::wait_for_signal().await;
         trigger.trigger();
     });
-    let keys = args.queue.keys();
+    let keys = args.queue.keys()?;
     let sent = generator::run(redis, &keys, lease, config, Role::Dedicated, shutdown).await?;
     eprintln!("generated {sent} jobs");
     Ok(0)

@@ -69,7 +69,11 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
         );
     }
     let started = Instant::now();
-    let outcome = plugin.run(&job, &mut InstanceCache::default());
+    let outcome = plugin.run(
+        &job,
+        crate::keys::DEFAULT_QUEUE,
+        &mut InstanceCache::default(),
+    );
     let took = started.elapsed();
     match outcome {
         RunOutcome::Success {

@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 
 use super::QueueArgs;
 use crate::broker::Redis;
-use crate::keys::QueueKeys;
 use crate::plugins::kv::check_bucket_name;
 
 #[derive(Debug, Args)]
@@ -40,7 +39,7 @@ pub enum KvCommand {
 
 /// Exits 0, or 1 when `get` or `del` finds no such key.
 pub async fn execute(args: KvArgs) -> anyhow::Result<i32> {
-    let keys = QueueKeys::new(&args.queue.namespace, &args.queue.queue);
+    let keys = args.queue.keys()?;
     let bucket = match &args.command {
         KvCommand::List { bucket: None } => None,
         KvCommand::List {

@@ -10,6 +10,7 @@ pub mod generate;
 mod invoke;
 mod kv;
 mod plugins;
+mod queue;
 mod run;
 pub mod settings;
 mod stats;
@@ -18,6 +19,8 @@ use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+
+use crate::host::QueueSpec;
 
 /// Environment variable names, each written once.
 pub mod env {
@@ -86,6 +89,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Read and repair the key-value buckets of a queue.
     Kv(kv::KvArgs),
+    /// List queues; pause and resume them on every host.
+    Queue(queue::QueueCommandArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -102,9 +107,22 @@ pub struct QueueArgs {
     /// Prefix of every Redis key.
     #[arg(long, global = true, env = env::NAMESPACE, default_value = crate::keys::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Queue name.
-    #[arg(long, global = true, env = env::QUEUE, default_value = crate::keys::DEFAULT_QUEUE)]
-    pub queue: String,
+    /// Queue name. `run` (and `stats`) take several, served in this order of
+    /// strict priority, or weighted when each has a weight: `--queue
+    /// critical=6 --queue default=3` (in the environment or jobhost.toml,
+    /// comma-separated). Every other command takes one.
+    #[arg(
+        long,
+        global = true,
+        env = env::QUEUE,
+        default_value = crate::keys::DEFAULT_QUEUE,
+        value_delimiter = ',',
+        value_parser = QueueSpec::parse,
+        action = clap::ArgAction::Append,
+        value_name = "NAME[=WEIGHT]"
+    )]
+    #[serde(serialize_with = "as_text")]
+    pub queue: Vec<QueueSpec>,
 }
 
 impl QueueArgs {
@@ -115,8 +133,25 @@ impl QueueArgs {
             .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
     }
 
-    pub fn keys(&self) -> crate::keys::QueueKeys {
-        crate::keys::QueueKeys::new(&self.namespace, &self.queue)
+    /// The keys of the one queue a command other than `run` works on.
+    pub fn keys(&self) -> anyhow::Result<crate::keys::QueueKeys> {
+        match self.queue.as_slice() {
+            [queue] if queue.weight.is_none() => {
+                Ok(crate::keys::QueueKeys::new(&self.namespace, &queue.name))
+            }
+            [queue] => anyhow::bail!(
+                "--queue {queue}: a weight means something to `run` only; give the queue's name"
+            ),
+            _ => anyhow::bail!("this command works on one queue: give one --queue"),
+        }
+    }
+}
+
+/// One queue as its name, several as a list of `NAME[=WEIGHT]`.
+fn as_text<S: serde::Serializer>(queues: &[QueueSpec], serializer: S) -> Result<S::Ok, S::Error> {
+    match queues {
+        [one] => serializer.serialize_str(&one.to_string()),
+        many => serializer.collect_seq(many.iter().map(QueueSpec::to_string)),
     }
 }
 
@@ -165,6 +200,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
                     Command::Kv(args) => kv::execute(args).await,
+                    Command::Queue(args) => queue::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

@@ -129,7 +129,7 @@ impl RunSettings {
             redis_url: queue.redis_url(),
             plugins_dir: settings.plugins,
             namespace: queue.namespace.clone(),
-            queue: queue.queue.clone(),
+            queues: queue.queue.clone(),
             concurrency: usize::from(settings.concurrency.unwrap_or(1)),
             prefetch: usize::from(settings.prefetch),
             consumer: settings
@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(config.redis_url, "redis://127.0.0.1:1");
         assert_eq!(config.plugins_dir, PathBuf::from("/srv/plugins"));
         assert_eq!(config.namespace, crate::keys::DEFAULT_NAMESPACE);
-        assert_eq!(config.queue, crate::keys::DEFAULT_QUEUE);
+        assert_eq!(
+            config.queues,
+            vec![crate::host::QueueSpec::named(crate::keys::DEFAULT_QUEUE)]
+        );
         assert_eq!(config.prefetch, 64);
         assert_eq!(config.retry.max_attempts, 5);
         assert_eq!(config.retry.cap, Duration::from_secs(300));

@@ -32,7 +32,7 @@ pub async fn execute(args: StatsArgs) -> anyhow::Result<i32> {
         let queues = if args.all {
             redis.queues(&args.queue.namespace).await?
         } else {
-            vec![args.queue.queue.clone()]
+            args.queue.queue.iter().map(|q| q.name.clone()).collect()
         };
         let mut all = Vec::with_capacity(queues.len());
         for queue in queues {
@@ -63,7 +63,11 @@ pub async fn execute(args: StatsArgs) -> anyhow::Result<i32> {
 }
 
 fn print_table(stats: &QueueStats) {
-    println!("queue {}", stats.queue);
+    if stats.paused {
+        println!("queue {} (paused)", stats.queue);
+    } else {
+        println!("queue {}", stats.queue);
+    }
     println!(
         "  stream {}  pending {}  lag {}  delayed {}  dead {}",
         stats.stream_length, stats.pending, stats.lag, stats.delayed, stats.dead_letters

@@ -50,7 +50,7 @@ pub(super) fn watch_plugins(registry: Arc<Registry>) -> Option<impl Drop> {
 /// Redis does.
 pub(super) async fn heartbeat(
     mut redis: Redis,
-    keys: QueueKeys,
+    queues: Arc<[QueueKeys]>,
     consumer: String,
     in_flight: InFlight,
     claim_idle: Duration,
@@ -64,8 +64,12 @@ pub(super) async fn heartbeat(
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait() => return,
         }
-        let ids = in_flight.snapshot();
-        wait = match redis.heartbeat(&keys, &consumer, &ids, claim_idle).await {
+        let mut beat = Ok(());
+        for (queue, keys) in queues.iter().enumerate() {
+            let ids = in_flight.snapshot(queue);
+            beat = beat.and(redis.heartbeat(keys, &consumer, &ids, claim_idle).await);
+        }
+        wait = match beat {
             Ok(()) => {
                 health.ok();
                 every
@@ -112,38 +116,50 @@ pub(super) async fn stand_by_as_generator(
     }
 }
 
-/// Moves due delayed jobs onto the stream, until shutdown.
+/// Moves due delayed jobs of every queue onto its stream, paused queues
+/// too (their jobs wait in the stream), until shutdown.
 pub(super) async fn promote_due_jobs(
     mut redis: Redis,
-    keys: QueueKeys,
+    queues: Arc<[QueueKeys]>,
     mut health: RedisPath,
     mut shutdown: Shutdown,
 ) {
     let mut ticker = tokio::time::interval(PROMOTE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut reported_wrong_type = false;
+    let mut reported_wrong_type = vec![false; queues.len()];
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait() => return,
         }
-        match redis.promote_due(&keys, now_ms()).await {
-            Ok(Some(_)) => {
-                health.ok();
-                reported_wrong_type = false;
+        for (keys, reported) in queues.iter().zip(reported_wrong_type.iter_mut()) {
+            promote_due(&mut redis, keys, &mut health, reported).await;
+        }
+    }
+}
+
+async fn promote_due(
+    redis: &mut Redis,
+    keys: &QueueKeys,
+    health: &mut RedisPath,
+    reported_wrong_type: &mut bool,
+) {
+    match redis.promote_due(keys, now_ms()).await {
+        Ok(Some(_)) => {
+            health.ok();
+            *reported_wrong_type = false;
+        }
+        // Redis answers; the key is the problem: say so once, not as an outage.
+        Ok(None) => {
+            health.ok();
+            if !std::mem::replace(reported_wrong_type, true) {
+                let key = &keys.delayed;
+                tracing::error!(%key, "delayed jobs cannot move: key {key} is not a sorted set; rename or delete it");
             }
-            // Redis answers; the key is the problem: say so once, not as an outage.
-            Ok(None) => {
-                health.ok();
-                if !std::mem::replace(&mut reported_wrong_type, true) {
-                    let key = &keys.delayed;
-                    tracing::error!(%key, "delayed jobs cannot move: key {key} is not a sorted set; rename or delete it");
-                }
-            }
-            // Try again next tick; the host's health says Redis is failing.
-            Err(error) => {
-                health.failed(&error);
-            }
+        }
+        // Try again next tick; the host's health says Redis is failing.
+        Err(error) => {
+            health.failed(&error);
         }
     }
 }

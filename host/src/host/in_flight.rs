@@ -23,7 +23,8 @@ pub(super) struct InFlight {
 }
 
 struct Holdings {
-    entries: HashSet<String>,
+    /// (queue index, entry id): entry ids are unique within a stream only.
+    entries: HashSet<(usize, String)>,
     /// Bytes of the budget neither held nor reserved for a read.
     free_bytes: usize,
 }
@@ -103,17 +104,18 @@ impl InFlight {
         slots
     }
 
-    /// Holds the job of `entry_id` in `slot` and `bytes` of `reservation`;
-    /// gives the slot back when this host already holds that entry (a
-    /// reclaim of its own entry).
+    /// Holds the job of `entry_id` of queue `queue` in `slot` and `bytes` of
+    /// `reservation`; gives the slot back when this host already holds that
+    /// entry (a reclaim of its own entry).
     pub(super) fn hold(
         &self,
+        queue: usize,
         entry_id: &str,
         slot: Slot,
         reservation: &mut Reservation,
         bytes: usize,
     ) -> Result<Held, Slot> {
-        if !self.lock().entries.insert(entry_id.to_owned()) {
+        if !self.lock().entries.insert((queue, entry_id.to_owned())) {
             return Err(slot);
         }
         // A read asks for no more entries than its reservation has room for
@@ -125,6 +127,7 @@ impl InFlight {
             .held_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(Held {
+            queue,
             entry_id: entry_id.to_owned(),
             bytes,
             _slot: slot,
@@ -132,9 +135,14 @@ impl InFlight {
         })
     }
 
-    /// The entry ids held now, for the heartbeat.
-    pub(super) fn snapshot(&self) -> Vec<String> {
-        self.lock().entries.iter().cloned().collect()
+    /// The entry ids of queue `queue` held now, for the heartbeat.
+    pub(super) fn snapshot(&self, queue: usize) -> Vec<String> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Holdings> {
@@ -162,6 +170,7 @@ impl Drop for Reservation {
 
 /// One job held by this host, from its read until its outcome is recorded.
 pub(super) struct Held {
+    queue: usize,
     entry_id: String,
     bytes: usize,
     _slot: Slot,
@@ -170,7 +179,8 @@ pub(super) struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.in_flight.lock().entries.remove(&self.entry_id);
+        let entry = (self.queue, std::mem::take(&mut self.entry_id));
+        self.in_flight.lock().entries.remove(&entry);
         self.in_flight.give_back(self.bytes);
         let metrics = &self.in_flight.metrics;
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -194,20 +204,21 @@ mod tests {
         let mut reservation = in_flight.reserve(40, 5).await;
         assert_eq!(reservation.room_for(40), 2);
         let held = in_flight
-            .hold("1-0", slots.pop().unwrap(), &mut reservation, 30)
+            .hold(0, "1-0", slots.pop().unwrap(), &mut reservation, 30)
             .ok()
             .unwrap();
-        let again = in_flight.hold("1-0", slots.pop().unwrap(), &mut reservation, 30);
+        let again = in_flight.hold(0, "1-0", slots.pop().unwrap(), &mut reservation, 30);
         assert!(again.is_err(), "an entry is held once");
         drop(again);
         drop(reservation);
-        assert_eq!(in_flight.snapshot(), vec!["1-0".to_owned()]);
+        assert_eq!(in_flight.snapshot(0), vec!["1-0".to_owned()]);
+        assert!(in_flight.snapshot(1).is_empty());
         assert_eq!(metrics.in_flight.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 30);
         assert_eq!(in_flight.slots.available_permits(), 1);
         assert_eq!(in_flight.lock().free_bytes, 70);
         drop(held);
-        assert!(in_flight.snapshot().is_empty());
+        assert!(in_flight.snapshot(0).is_empty());
         assert_eq!(metrics.in_flight.load(Ordering::Relaxed), 0);
         assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 0);
         assert_eq!(in_flight.slots.available_permits(), 2);
@@ -225,7 +236,7 @@ mod tests {
             "one entry of the largest size fits"
         );
         let held = in_flight
-            .hold("1-0", slots.pop().unwrap(), &mut reservation, 50)
+            .hold(0, "1-0", slots.pop().unwrap(), &mut reservation, 50)
             .ok()
             .unwrap();
         drop(reservation);

@@ -18,9 +18,9 @@ use crate::broker::{BrokerError, Redis};
 use crate::keys::QueueKeys;
 use crate::plugins::kv::{CommittedKv, KeyPage};
 
-/// The buckets of one queue.
+/// The buckets of a namespace's queues.
 pub(super) struct RedisKv {
-    keys: QueueKeys,
+    namespace: String,
     path: Path,
 }
 
@@ -43,7 +43,7 @@ enum Command {
 }
 
 impl RedisKv {
-    pub(super) fn new(redis: Redis, keys: QueueKeys, runtime: Handle) -> Self {
+    pub(super) fn new(redis: Redis, namespace: &str, runtime: Handle) -> Self {
         let path = match redis.single_server() {
             Some(client) => Path::Blocking {
                 client,
@@ -51,11 +51,19 @@ impl RedisKv {
             },
             None => Path::Async { redis, runtime },
         };
-        RedisKv { keys, path }
+        RedisKv {
+            namespace: namespace.to_owned(),
+            path,
+        }
+    }
+
+    fn keys(&self, queue: &str) -> QueueKeys {
+        QueueKeys::new(&self.namespace, queue)
     }
 
     fn call<T: FromRedisValue + Send + 'static>(
         &self,
+        keys: &QueueKeys,
         bucket: &str,
         deadline: Instant,
         command: Command,
@@ -84,7 +92,7 @@ impl RedisKv {
         result.map_err(|failed| match failed {
             Failed::Redis(error) if error.code() == Some("WRONGTYPE") => format!(
                 "the bucket's Redis key {} holds another type, not a hash: fix or delete it",
-                self.keys.kv_bucket(bucket)
+                keys.kv_bucket(bucket)
             ),
             Failed::Redis(error) if error.is_timeout() => deadline_passed(),
             Failed::Redis(error) => format!("state store unavailable: {error}"),
@@ -165,25 +173,41 @@ fn send<T: FromRedisValue>(
 }
 
 impl CommittedKv for RedisKv {
-    fn get(&self, bucket: &str, key: &str, deadline: Instant) -> Result<Option<Vec<u8>>, String> {
-        let cmd = reads::get(&self.keys, bucket, key);
-        self.call(bucket, deadline, Command::Cmd(cmd))
+    fn get(
+        &self,
+        queue: &str,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let keys = self.keys(queue);
+        let cmd = reads::get(&keys, bucket, key);
+        self.call(&keys, bucket, deadline, Command::Cmd(cmd))
     }
 
-    fn exists(&self, bucket: &str, key: &str, deadline: Instant) -> Result<bool, String> {
-        let cmd = reads::exists(&self.keys, bucket, key);
-        self.call(bucket, deadline, Command::Cmd(cmd))
+    fn exists(
+        &self,
+        queue: &str,
+        bucket: &str,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<bool, String> {
+        let keys = self.keys(queue);
+        let cmd = reads::exists(&keys, bucket, key);
+        self.call(&keys, bucket, deadline, Command::Cmd(cmd))
     }
 
     fn page(
         &self,
+        queue: &str,
         bucket: &str,
         cursor: u64,
         count: usize,
         deadline: Instant,
     ) -> Result<KeyPage, String> {
-        let script = reads::page(&self.keys, bucket, cursor, count);
-        let page: reads::Page = self.call(bucket, deadline, Command::Script(script))?;
+        let keys = self.keys(queue);
+        let script = reads::page(&keys, bucket, cursor, count);
+        let page: reads::Page = self.call(&keys, bucket, deadline, Command::Script(script))?;
         let (next, keys) = reads::page_of(page);
         Ok(KeyPage {
             keys,

@@ -14,14 +14,20 @@ mod background;
 mod health;
 mod in_flight;
 mod kv_reads;
+mod pause;
 mod pool;
+mod queues;
 mod reader;
 mod recorder;
+
+pub use queues::{MAX_WEIGHT, QueueSpec, check_name as check_queue_name, check_queues};
 
 use background::{heartbeat, promote_due_jobs, stand_by_as_generator, watch_plugins};
 use health::Health;
 use in_flight::InFlight;
+use pause::{Paused, watch_paused};
 use pool::Pool;
+use queues::ReadPlan;
 use reader::Reader;
 use recorder::record_outcomes;
 
@@ -48,7 +54,9 @@ pub struct HostConfig {
     pub redis_url: String,
     pub plugins_dir: PathBuf,
     pub namespace: String,
-    pub queue: String,
+    /// The queues served: in strict priority by their order, or by their
+    /// weights (see `queues.rs`).
+    pub queues: Vec<QueueSpec>,
     /// Jobs running at once (one thread each).
     pub concurrency: usize,
     /// Jobs in flight (read, running or being recorded) per job thread. More
@@ -87,6 +95,8 @@ pub enum HostError {
     Runtime(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("--queue: {0}")]
+    Queues(String),
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics { addr: String, error: std::io::Error },
     #[error(
@@ -122,15 +132,20 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
             largest,
         });
     }
+    check_queues(&config.queues).map_err(HostError::Queues)?;
     let concurrency = config.concurrency.max(1);
     let metrics = Arc::new(Metrics::default());
-    let keys = QueueKeys::new(&config.namespace, &config.queue);
+    let queues: Arc<[QueueKeys]> = config
+        .queues
+        .iter()
+        .map(|queue| QueueKeys::new(&config.namespace, &queue.name))
+        .collect();
     let mut redis = Redis::connect(&config.redis_url).await?;
     let services = Services {
         http_metrics: metrics.http.clone(),
         kv: Arc::new(kv_reads::RedisKv::new(
             redis.clone(),
-            keys.clone(),
+            &config.namespace,
             tokio::runtime::Handle::current(),
         )),
     };
@@ -153,7 +168,13 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         );
     }
     let consumer = config.consumer.clone();
-    redis.ensure_group(&keys).await?;
+    for keys in queues.iter() {
+        redis.ensure_group(keys).await?;
+    }
+    let paused = Paused::new(queues.len());
+    paused
+        .load(&mut redis, &config.namespace, &queues, &metrics)
+        .await?;
     let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -165,7 +186,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
             max_payload: config.max_payload,
         },
     ));
-    let pool = Pool::start(concurrency, dispatcher, done_tx);
+    let pool = Pool::start(concurrency, dispatcher, queues.clone(), done_tx);
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
@@ -190,30 +211,41 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     // Redis answered and the metrics endpoint listens: from the "consuming"
     // line on, /healthz says 200 until Redis stops answering.
     health.set_consuming(true);
+    let served: Vec<String> = config.queues.iter().map(QueueSpec::to_string).collect();
     tracing::info!(
-        stream = %keys.stream,
-        group = %keys.group,
+        queues = %served.join(","),
+        streams = %queues.iter().map(|k| k.stream.as_str()).collect::<Vec<_>>().join(","),
+        group = %queues[0].group,
         %consumer,
         concurrency,
         "consuming"
     );
     let recorder = tokio::spawn(record_outcomes(
         redis.clone(),
-        keys.clone(),
+        queues.clone(),
         done_rx,
         metrics.clone(),
         health.path("recorder"),
     ));
     let promoter = tokio::spawn(promote_due_jobs(
         redis.clone(),
-        keys.clone(),
+        queues.clone(),
         health.path("promoter"),
+        shutdown.clone(),
+    ));
+    let pause_watcher = tokio::spawn(watch_paused(
+        redis.clone(),
+        config.namespace.clone(),
+        queues.clone(),
+        paused.clone(),
+        metrics.clone(),
+        health.path("pause"),
         shutdown.clone(),
     ));
     let standby = config.standby_generator.clone().map(|generator| {
         tokio::spawn(stand_by_as_generator(
             redis.clone(),
-            keys.clone(),
+            queues[0].clone(),
             config.namespace.clone(),
             generator,
             shutdown.clone(),
@@ -223,7 +255,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let (stop_heartbeat, heartbeat_stop) = crate::shutdown::channel();
     let heartbeat = tokio::spawn(heartbeat(
         redis.clone(),
-        keys.clone(),
+        queues.clone(),
         consumer.clone(),
         in_flight.clone(),
         config.claim_idle,
@@ -232,7 +264,9 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     ));
     let mut reader = Reader {
         redis: read_redis,
-        keys: &keys,
+        queues: &queues,
+        plan: ReadPlan::new(&config.queues),
+        paused,
         consumer: &consumer,
         pool: &pool,
         in_flight,
@@ -265,16 +299,19 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     stop_heartbeat.trigger();
     let _ = heartbeat.await;
     let _ = promoter.await;
+    let _ = pause_watcher.await;
     if let Some(standby) = standby {
         let _ = standby.await;
     }
     if let Some(http) = http {
         let _ = http.await;
     }
-    if drained.is_ok()
-        && let Err(error) = redis.leave(&keys, &consumer).await
-    {
-        tracing::warn!(%error, "could not leave the consumer group cleanly");
+    if drained.is_ok() {
+        for keys in queues.iter() {
+            if let Err(error) = redis.leave(keys, &consumer).await {
+                tracing::warn!(queue = %keys.queue, %error, "could not leave the consumer group cleanly");
+            }
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::broker::Delivery;
 use crate::dispatch::{Dispatcher, Finished};
+use crate::keys::QueueKeys;
 use crate::plugins::InstanceCache;
 
 use super::in_flight::Held;
@@ -24,6 +25,8 @@ const KEEP_WARM: Duration = Duration::from_secs(1);
 
 /// A delivery on its way through the pool, held by this host.
 pub(super) struct Task {
+    /// Index of its queue in the host's.
+    pub(super) queue: usize,
     pub(super) delivery: Delivery,
     pub(super) held: Held,
 }
@@ -31,6 +34,7 @@ pub(super) struct Task {
 /// A finished task, still held until its outcome is recorded: dropping it
 /// releases the job.
 pub(super) struct Done {
+    pub(super) queue: usize,
     pub(super) finished: Finished,
     _held: Held,
 }
@@ -45,6 +49,7 @@ impl Pool {
     pub(super) fn start(
         size: usize,
         dispatcher: Arc<Dispatcher>,
+        queues: Arc<[QueueKeys]>,
         done: UnboundedSender<Done>,
     ) -> Self {
         let (sender, receiver) = crossbeam_channel::unbounded::<Task>();
@@ -52,6 +57,7 @@ impl Pool {
             .map(|n| {
                 let receiver = receiver.clone();
                 let dispatcher = dispatcher.clone();
+                let queues = queues.clone();
                 let done = done.clone();
                 std::thread::Builder::new()
                     .name(format!("job-{n}"))
@@ -59,10 +65,12 @@ impl Pool {
                         // This thread's own: reused instances never cross threads.
                         let mut cache = InstanceCache::default();
                         while let Some(task) = next_task(&receiver, &mut cache) {
-                            let finished = dispatcher.dispatch(task.delivery, &mut cache);
+                            let queue = &queues[task.queue];
+                            let finished = dispatcher.dispatch(task.delivery, queue, &mut cache);
                             let held = task.held;
                             if done
                                 .send(Done {
+                                    queue: task.queue,
                                     finished,
                                     _held: held,
                                 })

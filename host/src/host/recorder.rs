@@ -22,13 +22,41 @@ use super::pool::Done;
 /// (its slot, its heartbeat) until its outcome is written or given up.
 pub(super) async fn record_outcomes(
     mut redis: Redis,
-    keys: QueueKeys,
+    queues: Arc<[QueueKeys]>,
     mut done: UnboundedReceiver<Done>,
     metrics: Arc<Metrics>,
     mut health: RedisPath,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // One atomic step per queue: a script's keys are one queue's (its
+        // hash tag's slot on a Cluster).
+        while let Some(queue) = batch.first().map(|done| done.queue) {
+            let mut mine = if batch.iter().all(|done| done.queue == queue) {
+                std::mem::take(&mut batch)
+            } else {
+                let (mine, rest) = batch.drain(..).partition(|done| done.queue == queue);
+                batch = rest;
+                mine
+            };
+            record_batch(&mut redis, &queues[queue], &mut mine, &metrics, &mut health).await;
+            if batch.is_empty() {
+                // Keep the allocation for the next batch.
+                batch = mine;
+            }
+        }
+    }
+}
+
+/// Records `batch`, all of `keys`'s queue, and logs each job.
+async fn record_batch(
+    redis: &mut Redis,
+    keys: &QueueKeys,
+    batch: &mut Vec<Done>,
+    metrics: &Metrics,
+    health: &mut RedisPath,
+) {
+    {
         let now_ms = now_ms();
         let records: Vec<Record<'_>> = batch
             .iter()
@@ -38,13 +66,13 @@ pub(super) async fn record_outcomes(
                 now_ms,
             })
             .collect();
-        let recorded = record(&mut redis, &keys, &records, &mut health).await;
+        let recorded = record(redis, keys, &records, health).await;
         drop(records);
         for done in batch.drain(..) {
             let entry_id = done.finished.delivery.entry_id.as_str();
             match recorded.held.iter().find(|held| held.entry_id == entry_id) {
                 Some(held) => log_held(&done.finished, held),
-                None => log_finished(&done.finished, &metrics),
+                None => log_finished(&done.finished, &keys.queue, metrics),
             }
             for skipped in recorded.skipped.iter().filter(|s| s.entry_id == entry_id) {
                 log_skipped_reply(&done.finished, skipped);
@@ -126,7 +154,7 @@ fn log_skipped_reply(finished: &Finished, skipped: &Unwritten) {
     );
 }
 
-fn log_finished(finished: &Finished, metrics: &Metrics) {
+fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
     let delivery = &finished.delivery;
     let (job_id, job_type, attempt, trace_id) = match &delivery.job {
         Ok(job) => (
@@ -143,7 +171,7 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
         .map_or(("-", "-"), |tag| (tag.name(), tag.version()));
     let outcome = finished.outcome.label();
     let duration_us = finished.duration.as_micros() as u64;
-    metrics.job_finished(outcome, job_type, plugin, finished.duration);
+    metrics.job_finished(queue, outcome, job_type, plugin, finished.duration);
     if let Some(waited) = finished.waited {
         metrics.job_waited(waited);
     }
@@ -151,19 +179,19 @@ fn log_finished(finished: &Finished, metrics: &Metrics) {
         // The keys it wrote, committed with its ack: what an operator looks
         // for when a count seems off.
         Outcome::Done { kv_writes, .. } if !kv_writes.is_empty() => tracing::info!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             kv_writes = kv_writes.len(), "job finished"
         ),
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
-            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id,
+            %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             %reason, "job dead-lettered"
         ),
     }

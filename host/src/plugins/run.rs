@@ -52,8 +52,8 @@ impl LoadedPlugin {
     /// load of the plugin. An instance is kept only after a clean success and
     /// for at most `jobs_per_instance` jobs: one that trapped, failed, timed
     /// out or hit a limit is dropped (wasmtime cannot enter it again, and its
-    /// state is suspect).
-    pub fn run(&self, job: &Job, cache: &mut InstanceCache) -> RunOutcome {
+    /// state is suspect). `queue`: the job's, whose key-value buckets it uses.
+    pub fn run(&self, job: &Job, queue: &str, cache: &mut InstanceCache) -> RunOutcome {
         let _slot = self.running.as_ref().map(Slots::acquire);
         let timeout = self.limits.timeout;
         let (mut store, instance, served) = match cache.take(self.load_id) {
@@ -89,6 +89,7 @@ impl LoadedPlugin {
                 }
             }
         };
+        store.data_mut().set_queue(queue);
         let result = instance.handle(&mut store, job);
         store.data().finish_job();
         let secrets = store.data().secrets().clone();

@@ -108,6 +108,14 @@ impl JobState {
         self.kv.start_job();
     }
 
+    /// The job runs for `queue`, whose buckets it reads and writes.
+    pub fn set_queue(&mut self, queue: &str) {
+        if self.kv.queue != queue {
+            self.kv.queue.clear();
+            self.kv.queue.push_str(queue);
+        }
+    }
+
     /// What a key-value call needs: the job's grant, store and writes, its
     /// deadline and resources.
     pub fn kv_view(&mut self) -> KvView<'_> {

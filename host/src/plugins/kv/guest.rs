@@ -29,6 +29,8 @@ pub struct JobKv {
     grant: Arc<KvGrant>,
     committed: Arc<dyn CommittedKv>,
     pub writes: JobWrites,
+    /// The queue of the job running: its buckets are that queue's.
+    pub queue: String,
     opens: u32,
 }
 
@@ -39,6 +41,7 @@ impl JobKv {
             grant,
             committed,
             writes,
+            queue: String::new(),
             opens: 0,
         }
     }
@@ -67,7 +70,9 @@ impl KvView<'_> {
     }
 
     fn committed(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.kv.committed.get(bucket, key, self.deadline)
+        self.kv
+            .committed
+            .get(&self.kv.queue, bucket, key, self.deadline)
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -91,7 +96,10 @@ impl KvView<'_> {
         match self.kv.writes.seen(bucket, key) {
             Seen::Value(_) | Seen::Added(_) => Ok(true),
             Seen::Deleted => Ok(false),
-            Seen::Untouched => self.kv.committed.exists(bucket, key, self.deadline),
+            Seen::Untouched => self
+                .kv
+                .committed
+                .exists(&self.kv.queue, bucket, key, self.deadline),
         }
     }
 
@@ -100,10 +108,13 @@ impl KvView<'_> {
     /// and deleted ones not at all.
     fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<store::KeyResponse, String> {
         let count = self.kv.writes.limits().list_keys;
-        let page = self
-            .kv
-            .committed
-            .page(bucket, cursor.unwrap_or(0), count, self.deadline)?;
+        let page = self.kv.committed.page(
+            &self.kv.queue,
+            bucket,
+            cursor.unwrap_or(0),
+            count,
+            self.deadline,
+        )?;
         let writes = &self.kv.writes;
         let mut keys: Vec<String> = match cursor {
             None => writes.written_keys(bucket).map(str::to_owned).collect(),
@@ -194,9 +205,12 @@ impl atomics::Host for JobState {
         let view = self.kv_view();
         let name = view.bucket(&bucket)?;
         let (committed, deadline) = (view.kv.committed.clone(), view.deadline);
+        let queue = view.kv.queue.clone();
         view.kv
             .writes
-            .increment(&name, &key, delta, || committed.get(&name, &key, deadline))
+            .increment(&name, &key, delta, || {
+                committed.get(&queue, &name, &key, deadline)
+            })
             .map_err(other)
     }
 }
