@@ -312,10 +312,13 @@ fn a_paused_queue_is_read_by_no_host_within_a_second_and_resumed_flows_on_every_
     let mut conn = redis.connection();
     let plugins = PluginDir::with(&["testbed"]);
     // Read one ahead, so what a host holds when the pause comes is little.
+    let cache = tempfile::tempdir().expect("temp dir");
     let hosts: Vec<Host> = (0..2)
         .map(|_| {
             Host::builder(&url, plugins.path())
                 .args(JSON_LOG)
+                .arg("--cache-dir")
+                .arg(cache.path())
                 .args(&["--concurrency", "2", "--prefetch", "1"])
                 .start()
         })
@@ -380,7 +383,15 @@ fn a_host_started_or_restarted_while_its_queue_is_paused_leaves_the_jobs_waiting
     enqueue_many(&url, "default", "test.echo", "x", 20);
     assert!(listed_paused(&url, "default"));
 
-    let start = || Host::builder(&url, plugins.path()).args(JSON_LOG).start();
+    // One compiled-code cache for both hosts: the second starts warm.
+    let cache = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        Host::builder(&url, plugins.path())
+            .args(JSON_LOG)
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .start()
+    };
     let mut host = start();
     let untouched = |conn: &mut redis::Connection, host: &Host| {
         let stats = stats(&url, "default");
