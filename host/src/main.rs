@@ -5,6 +5,22 @@ use jobhost::cli::{ArgsError, execute, parse};
 fn main() -> ExitCode {
     let cli = match parse(std::env::args_os()) {
         Ok(cli) => cli,
+        // A value a flag's parser refused: one line, like every other error
+        // a user can cause (clap's own lines for unknown flags and `--help`).
+        Err(ArgsError::Usage(error))
+            if matches!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!(
+                "jobhost: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            );
+            return ExitCode::from(2);
+        }
         Err(ArgsError::Usage(error)) => error.exit(),
         Err(ArgsError::File(error)) => {
             eprintln!("jobhost: {}", one_line(&error));
