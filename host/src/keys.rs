@@ -33,6 +33,9 @@ pub struct LimitKeys {
     pub rate: String,
     /// Sorted set of running jobs' leases: member the job id, score its expiry (ms).
     pub running: String,
+    /// String: the theoretical arrival time of the starts themselves, which
+    /// keeps jobs whose reserved slots came due together to the rate.
+    pub starts: String,
 }
 
 /// Namespace used when none is given.
@@ -85,6 +88,7 @@ impl QueueKeys {
         LimitKeys {
             rate: format!("{base}:rate"),
             running: format!("{base}:running"),
+            starts: format!("{base}:starts"),
         }
     }
 

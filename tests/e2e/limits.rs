@@ -424,6 +424,58 @@ fn reserved_wait(decision: Decision) -> Duration {
 }
 
 #[test]
+fn paid_slots_that_come_due_together_still_start_no_faster_than_the_rate() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let keys = bucket("late");
+    let limit = FleetLimit {
+        rate: rate("10/s", 2),
+        concurrency: None,
+    };
+    let lease = Duration::from_secs(5);
+    // Ten jobs reserve slots 100 ms apart, then all come back at once, as
+    // after a host that promotes them ran a second late.
+    let mut runs = 0;
+    for n in 0..10 {
+        if decide(&mut conn, &keys, &format!("j{n}"), &limit, lease, false) == Decision::Run {
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 2, "the burst starts at once, the rest reserve");
+    let mut waits = Vec::new();
+    for n in runs..10 {
+        let before: Option<String> = redis::cmd("GET")
+            .arg(&keys.starts)
+            .query(&mut conn)
+            .unwrap();
+        match decide(&mut conn, &keys, &format!("j{n}"), &limit, lease, true) {
+            Decision::Run => panic!("a paid slot started beyond the burst"),
+            Decision::Reserved { wait, .. } => waits.push(wait),
+            other => panic!("{other:?}"),
+        }
+        let after: Option<String> = redis::cmd("GET")
+            .arg(&keys.starts)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(before, after, "a paid job told to wait writes nothing");
+    }
+    assert!(
+        waits.iter().all(|w| *w > Duration::from_millis(50)),
+        "{waits:?}"
+    );
+    // Once the starts' pace allows, one of them starts, and the next waits again.
+    std::thread::sleep(waits[0]);
+    assert_eq!(
+        decide(&mut conn, &keys, "j2", &limit, lease, true),
+        Decision::Run
+    );
+    assert!(matches!(
+        decide(&mut conn, &keys, "j3", &limit, lease, true),
+        Decision::Reserved { .. }
+    ));
+}
+
+#[test]
 fn the_script_reserves_rate_slots_one_interval_apart() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
@@ -453,12 +505,14 @@ fn the_script_reserves_rate_slots_one_interval_apart() {
         "slots {third:?} and {fourth:?} are not one interval apart"
     );
     // A job that waited for its slot takes no second token.
+    std::thread::sleep(third);
     assert_eq!(
         decide(&mut conn, &keys, "j3", &limit, lease, true),
         Decision::Run
     );
     let fifth = reserved_wait(decide(&mut conn, &keys, "j5", &limit, lease, false));
-    assert!(fifth > fourth, "{fifth:?} after {fourth:?}");
+    // Its wait counts from after the sleep.
+    assert!(third + fifth > fourth, "{fifth:?} after {fourth:?}");
     let ttl: i64 = redis::cmd("PTTL").arg(&keys.rate).query(&mut conn).unwrap();
     assert!(
         (1..=1_000).contains(&ttl),

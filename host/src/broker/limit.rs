@@ -39,7 +39,7 @@ pub fn admit(
     rate_paid: bool,
 ) -> redis::ScriptInvocation<'static> {
     let mut invocation = LIMIT.key(&keys.rate);
-    invocation.key(&keys.running).arg(job_id);
+    invocation.key(&keys.running).key(&keys.starts).arg(job_id);
     match &limit.rate {
         Some(rate) => invocation.arg(rate.interval_ms()).arg(rate.burst),
         None => invocation.arg(0).arg(1),

@@ -100,11 +100,9 @@ fn bucket(queue: &QueueKeys, plugin: &LoadedPlugin, job: &Envelope) -> crate::ke
 impl FleetLimits for RedisLimits {
     fn admit(&self, queue: &QueueKeys, plugin: &LoadedPlugin, job: &Envelope) -> Admission {
         let fleet = plugin.limits.fleet;
+        // A paid slot still goes through the script: its start must
+        // conform to the rate of starts too.
         let rate_paid = job.rate_paid.is_some();
-        if rate_paid && fleet.concurrency.is_none() {
-            // Its slot is paid and nothing else is limited.
-            return Admission::Run;
-        }
         let keys = bucket(queue, plugin, job);
         let lease = plugin.limits.timeout + LEASE_MARGIN;
         let script = limit::admit(&keys, job.job_id.as_str(), &fleet, lease, rate_paid);
