@@ -86,7 +86,9 @@ pub async fn execute(args: QueueCommandArgs) -> anyhow::Result<i32> {
                 lines.push(QueueLine {
                     paused: paused.contains(&name),
                     queue: name,
-                    waiting: stats.lag,
+                    // Acknowledged entries are deleted: the stream holds
+                    // what waits and what runs (also before any group exists).
+                    waiting: stats.stream_length.saturating_sub(stats.pending),
                     running: stats.pending,
                     delayed: stats.delayed,
                     dead: stats.dead_letters,
