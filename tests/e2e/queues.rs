@@ -449,6 +449,28 @@ fn a_delayed_job_due_while_its_queue_is_paused_is_promoted_but_runs_only_after_r
 }
 
 #[test]
+fn a_paused_set_of_another_type_is_reported_and_keeps_no_host_from_serving() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut conn = redis.connection();
+    let key = jobhost::keys::paused_queues(jobhost::keys::DEFAULT_NAMESPACE);
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("default")
+        .query(&mut conn)
+        .expect("SET");
+    let plugins = PluginDir::with(&["testbed"]);
+    let host = Host::builder(&url, plugins.path()).args(JSON_LOG).start();
+    let id = enqueue(&url, &["test.echo", "served"]);
+    wait_until("the job runs", WAIT, || {
+        finished(&host).iter().any(|f| f.job_id == id)
+    });
+    host.wait_for_log(&format!("key {key} is not a set; delete it"), WAIT);
+    let out = jobhost(&["queue", "pause", "default", "--redis", &url]);
+    one_line_error(&out);
+}
+
+#[test]
 fn one_host_serves_two_queues_on_different_cluster_masters() {
     let cluster = RedisCluster::start();
     let url = cluster.url();

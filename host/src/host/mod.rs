@@ -175,9 +175,14 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         redis.ensure_group(keys).await?;
     }
     let paused = Paused::new(queues.len());
-    paused
+    // A broken paused set must not keep the fleet from starting.
+    match paused
         .load(&mut redis, &config.namespace, &queues, &metrics)
-        .await?;
+        .await
+    {
+        Err(error) if pause::is_wrong_type(&error) => pause::report_wrong_type(&config.namespace),
+        other => other?,
+    }
     let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -86,6 +86,18 @@ impl Paused {
     }
 }
 
+/// Whether the paused set's key holds another type: Redis answers, the
+/// key is the problem.
+pub(super) fn is_wrong_type(error: &BrokerError) -> bool {
+    matches!(error, BrokerError::Command { error, .. } if error.code() == Some("WRONGTYPE"))
+}
+
+/// The paused set cannot be read: until it is fixed, every queue is read.
+pub(super) fn report_wrong_type(namespace: &str) {
+    let key = paused_queues(namespace);
+    tracing::error!(%key, "cannot tell which queues are paused: key {key} is not a set; delete it (until then no queue counts as paused)");
+}
+
 /// Keeps `paused` up to date until shutdown. While Redis fails, the last
 /// known state holds; a key of another type is reported once.
 pub(super) async fn watch_paused(
@@ -110,11 +122,10 @@ pub(super) async fn watch_paused(
                 health.ok();
                 reported = false;
             }
-            Err(BrokerError::Command { error, .. }) if error.code() == Some("WRONGTYPE") => {
+            Err(error) if is_wrong_type(&error) => {
                 health.ok();
                 if !std::mem::replace(&mut reported, true) {
-                    let key = paused_queues(&namespace);
-                    tracing::error!(%key, "cannot tell which queues are paused: key {key} is not a set; delete it (`jobhost queue list` shows none paused until then)");
+                    report_wrong_type(&namespace);
                 }
             }
             Err(error) => {
