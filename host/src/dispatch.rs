@@ -9,7 +9,7 @@ use crate::broker::Delivery;
 use crate::envelope::{Envelope, now_ms, now_us};
 use crate::keys::QueueKeys;
 use crate::outcome::{Outcome, RetryPolicy, Throttle};
-use crate::plugins::{InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
+use crate::plugins::{Cancel, InstanceCache, Job, LoadedPlugin, Registry, RunOutcome};
 
 /// Room an entry gets beside its payload, for its other fields (type, ids,
 /// times, trace id, reply key), as the largest entry a host takes.
@@ -149,6 +149,7 @@ impl Dispatcher {
         &self,
         delivery: Delivery,
         queue: &QueueKeys,
+        cancel: &Cancel,
         cache: &mut InstanceCache,
     ) -> Finished {
         let started = Instant::now();
@@ -162,6 +163,8 @@ impl Dispatcher {
                 },
                 None,
             ),
+            // Cancelled before it started: it never runs.
+            Ok(_) if cancel.is_set() => (Outcome::Cancelled, None),
             Ok(job) if job.is_expired(now_ms()) => (Outcome::Expired, None),
             // Checked before running: a job that keeps killing its host must stop
             // being handed out.
@@ -184,7 +187,7 @@ impl Dispatcher {
                 },
                 None,
             ),
-            Ok(job) => self.run(job, queue, produced_at_us.unwrap_or(0) / 1000, cache),
+            Ok(job) => self.run(job, queue, produced_at_us.unwrap_or(0) / 1000, cancel, cache),
         };
         Finished {
             delivery,
@@ -200,6 +203,7 @@ impl Dispatcher {
         envelope: &Envelope,
         queue: &QueueKeys,
         produced_at_ms: u64,
+        cancel: &Cancel,
         cache: &mut InstanceCache,
     ) -> (Outcome, Option<PluginTag>) {
         // The set current now: a reload while this job runs does not affect it.
@@ -249,7 +253,7 @@ impl Dispatcher {
             None
         };
         let job = Job::from_envelope(envelope, max_attempts, produced_at_ms);
-        let outcome = match plugin.run(&job, &queue.queue, cache) {
+        let outcome = match plugin.run(&job, &queue.queue, cancel, cache) {
             RunOutcome::Success {
                 output,
                 follow_ups,
@@ -267,6 +271,7 @@ impl Dispatcher {
             RunOutcome::Fatal(error) => Outcome::Dead {
                 reason: format!("fatal: {error}"),
             },
+            RunOutcome::Cancelled => Outcome::Cancelled,
         };
         (outcome, Some(PluginTag(plugin.clone())))
     }

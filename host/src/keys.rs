@@ -19,6 +19,10 @@ pub struct QueueKeys {
     pub dlq: String,
     /// Hash of outcome counters (done, retry, dead, expired), for `jobhost stats`.
     pub counters: String,
+    /// Hash of running jobs asked to stop (`jobhost cancel`): field the job
+    /// id, value when it was asked (ms). Each host watches it for its jobs;
+    /// a job's mark goes with its final outcome.
+    pub cancelling: String,
     /// The consumer group every host of this queue reads through.
     pub group: String,
     /// `{namespace}:{{queue}}`, the start of every key of this queue.
@@ -56,6 +60,7 @@ impl QueueKeys {
             delayed: format!("{prefix}:delayed"),
             dlq: format!("{prefix}:dlq"),
             counters: format!("{prefix}:counters"),
+            cancelling: format!("{prefix}:cancelling"),
             group: GROUP.to_owned(),
             prefix,
         }
@@ -90,6 +95,12 @@ impl QueueKeys {
             running: format!("{base}:running"),
             starts: format!("{base}:starts"),
         }
+    }
+
+    /// Hash of job `job_id`'s final outcome, kept for lookups (`run
+    /// --keep-results`, and `jobhost cancel`); it expires.
+    pub fn result(&self, job_id: &str) -> String {
+        format!("{}:result:{job_id}", self.prefix)
     }
 
     /// The start of every reply stream of this queue.
@@ -154,6 +165,8 @@ mod tests {
         assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
         assert_eq!(keys.reply("c"), "jobhost:{default}:reply:c");
         assert_eq!(keys.kv_bucket("counters"), "jobhost:{default}:kv:counters");
+        assert_eq!(keys.cancelling, "jobhost:{default}:cancelling");
+        assert_eq!(keys.result("j1"), "jobhost:{default}:result:j1");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
         assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");

@@ -202,6 +202,7 @@ pub struct Metrics {
     pub retries: AtomicU64,
     pub dlq_writes: AtomicU64,
     pub expired: AtomicU64,
+    pub cancelled: AtomicU64,
     pub reclaimed: AtomicU64,
     pub plugin_reloads: AtomicU64,
     pub plugin_load_errors: AtomicU64,
@@ -240,6 +241,7 @@ impl Metrics {
             "retry" => self.retries.fetch_add(1, Ordering::Relaxed),
             "dead" => self.dlq_writes.fetch_add(1, Ordering::Relaxed),
             "expired" => self.expired.fetch_add(1, Ordering::Relaxed),
+            "cancelled" => self.cancelled.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
         if plugin != "-" {
@@ -358,7 +360,7 @@ impl Metrics {
             &WAIT_BUCKETS,
         );
         self.http.render(&mut out);
-        let simple: [(&str, &str, &str, &AtomicU64); 9] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 10] = [
             (
                 "jobhost_jobs_in_flight",
                 "gauge",
@@ -388,6 +390,12 @@ impl Metrics {
                 "counter",
                 "Jobs skipped because they expired.",
                 &self.expired,
+            ),
+            (
+                "jobhost_cancelled_total",
+                "counter",
+                "Jobs cancelled (jobhost cancel), before or while they ran.",
+                &self.cancelled,
             ),
             (
                 "jobhost_reclaimed_total",

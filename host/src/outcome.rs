@@ -22,6 +22,9 @@ pub enum Outcome {
     Dead { reason: String },
     /// Past its expiry: acknowledged without running.
     Expired,
+    /// Cancelled (`jobhost cancel`): acknowledged, stopped if it was running,
+    /// never run again.
+    Cancelled,
     /// Over a fleet-wide limit of its plugin: run again after `after`, as
     /// the same attempt (none is spent).
     Wait {
@@ -72,6 +75,7 @@ impl Outcome {
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
             Outcome::Expired => "expired",
+            Outcome::Cancelled => "cancelled",
             Outcome::Wait { .. } => "throttled",
         }
     }

@@ -19,7 +19,7 @@ use jobhost::broker::Redis;
 use jobhost::envelope::{Envelope, JobType};
 use jobhost::host::{self, HostConfig};
 use jobhost::keys::QueueKeys;
-use jobhost::plugins::{CodeCache, InstanceCache, Job, RunOutcome, Runtime, Services};
+use jobhost::plugins::{Cancel, CodeCache, InstanceCache, Job, RunOutcome, Runtime, Services};
 use tempfile::TempDir;
 
 pub use http::{HttpFigures, http_post_per_job};
@@ -326,7 +326,7 @@ pub fn dispatch_overhead(
     let envelope = Envelope::new(JobType::parse(job_type)?, PAYLOAD.as_bytes().to_vec());
     let job = Job::from_envelope(&envelope, 5, envelope.produced_at_ms());
     if !matches!(
-        plugin.run(&job, "default", &mut cache),
+        plugin.run(&job, "default", &Cancel::never(), &mut cache),
         RunOutcome::Success { .. }
     ) {
         anyhow::bail!("the plugin does not succeed on {job_type} jobs");
@@ -335,7 +335,7 @@ pub fn dispatch_overhead(
         .map(|_| {
             let started = Instant::now();
             for _ in 0..count {
-                let _ = plugin.run(&job, "default", &mut cache);
+                let _ = plugin.run(&job, "default", &Cancel::never(), &mut cache);
             }
             started.elapsed().as_secs_f64() * 1e6 / f64::from(count.max(1))
         })

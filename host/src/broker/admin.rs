@@ -53,6 +53,7 @@ pub struct QueueStats {
     pub failed: u64,
     pub retried: u64,
     pub expired: u64,
+    pub cancelled: u64,
     /// Deliveries held back by a fleet-wide limit (each wait counts once).
     pub throttled: u64,
     /// Key-value buckets of the queue and how many keys each holds.
@@ -232,6 +233,7 @@ impl Redis {
             failed: counter("dead"),
             retried: counter("retry"),
             expired: counter("expired"),
+            cancelled: counter("cancelled"),
             throttled: counter("throttled"),
             buckets,
         })

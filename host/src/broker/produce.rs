@@ -22,6 +22,8 @@ pub enum JobResult {
     Failed(String),
     /// Skipped: it expired before it ran.
     Expired,
+    /// Cancelled (`jobhost cancel`), before or while it ran.
+    Cancelled,
     /// No outcome within the timeout; the job may still run.
     TimedOut,
 }
@@ -155,6 +157,7 @@ impl Redis {
                 return Ok(match field("outcome") {
                     b"done" => JobResult::Done(field("text").to_vec()),
                     b"expired" => JobResult::Expired,
+                    b"cancelled" => JobResult::Cancelled,
                     _ => JobResult::Failed(String::from_utf8_lossy(field("text")).into_owned()),
                 });
             }

@@ -195,6 +195,7 @@ impl Record<'_> {
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
+            Outcome::Cancelled => b"cancelled",
             Outcome::Retry { .. } | Outcome::Wait { .. } => b"",
         };
         cmd.arg(&self.delivery.entry_id)
@@ -326,6 +327,7 @@ impl Record<'_> {
                 self.push_enrichment(&mut args, keys, reason, attempts, replays);
                 ("dead", args)
             }
+            (Outcome::Cancelled, _) => ("cancelled", args),
             // Expired jobs, and the impossible pairing of a malformed entry with
             // another outcome: acknowledge only.
             _ => ("ack", args),

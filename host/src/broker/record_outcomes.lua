@@ -2,7 +2,7 @@
 --
 -- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its
 -- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired,
--- throttled),
+-- cancelled, throttled),
 -- KEYS[5..] reply streams of producers waiting for some of these jobs, then
 -- the key-value buckets (hashes) the jobs write
 -- ARGV[1] consumer group, ARGV[2] number of records, then per record:
@@ -24,6 +24,7 @@
 --           stream (XRANGE), total_attempts and replay_count taken from its
 --           attempt and replay_count when they are counts
 --   "ack"   none (expired jobs)
+--   "cancelled" none: acknowledged, counted and replied as cancelled
 --
 -- Guarantee: each entry is acknowledged and deleted together with its
 -- follow-up write, or not at all. Redis aborts a script at a failing command

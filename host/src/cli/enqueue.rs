@@ -18,6 +18,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 const BATCH_CHUNK: usize = 1000;
 /// Exit code when `--wait` gives up (as `timeout(1)` does).
 pub const EXIT_TIMED_OUT: i32 = 124;
+/// Exit code when the job `--wait` waits for is cancelled.
+pub const EXIT_CANCELLED: i32 = 4;
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
@@ -126,6 +128,10 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
                 JobResult::Expired => {
                     eprintln!("jobhost: job {id} expired before it ran");
                     1
+                }
+                JobResult::Cancelled => {
+                    eprintln!("jobhost: job {id} was cancelled");
+                    EXIT_CANCELLED
                 }
                 JobResult::TimedOut => {
                     eprintln!(

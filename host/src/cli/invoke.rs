@@ -72,6 +72,7 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
     let outcome = plugin.run(
         &job,
         crate::keys::DEFAULT_QUEUE,
+        &crate::plugins::Cancel::never(),
         &mut InstanceCache::default(),
     );
     let took = started.elapsed();
@@ -107,6 +108,11 @@ pub fn execute(args: InvokeArgs) -> anyhow::Result<i32> {
         }
         RunOutcome::Fatal(error) => {
             eprintln!("fatal: {error} (after {took:.1?})");
+            Ok(1)
+        }
+        // Nothing cancels a job run here.
+        RunOutcome::Cancelled => {
+            eprintln!("cancelled (after {took:.1?})");
             Ok(1)
         }
     }

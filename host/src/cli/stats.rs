@@ -73,8 +73,13 @@ fn print_table(stats: &QueueStats) {
         stats.stream_length, stats.pending, stats.lag, stats.delayed, stats.dead_letters
     );
     println!(
-        "  processed {}  failed {}  retried {}  expired {}  throttled {}",
-        stats.processed, stats.failed, stats.retried, stats.expired, stats.throttled
+        "  processed {}  failed {}  retried {}  expired {}  cancelled {}  throttled {}",
+        stats.processed,
+        stats.failed,
+        stats.retried,
+        stats.expired,
+        stats.cancelled,
+        stats.throttled
     );
     if !stats.buckets.is_empty() {
         let sizes: Vec<String> = stats

@@ -12,6 +12,7 @@
 //! standby generator), `health.rs` tracks whether Redis answers them all.
 
 mod background;
+mod cancels;
 mod fleet_limits;
 mod health;
 mod in_flight;
@@ -26,6 +27,7 @@ mod recorder;
 pub use queues::{MAX_WEIGHT, QueueSpec, check_name as check_queue_name, check_queues};
 
 use background::{heartbeat, promote_due_jobs, stand_by_as_generator, watch_plugins};
+use cancels::{Cancels, watch_cancels};
 use health::Health;
 use in_flight::InFlight;
 use pause::{Paused, watch_paused};
@@ -200,7 +202,14 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
             metrics.clone(),
         ))),
     );
-    let pool = Pool::start(concurrency, dispatcher, queues.clone(), done_tx);
+    let cancels = Arc::new(Cancels::default());
+    let pool = Pool::start(
+        concurrency,
+        dispatcher,
+        queues.clone(),
+        cancels.clone(),
+        done_tx,
+    );
     // Jobs read ahead of the threads: enough that one XREADGROUP fetches a
     // worthwhile batch and threads never wait on Redis, few enough that a crash
     // leaves little for others to reclaim.
@@ -254,6 +263,13 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         paused.clone(),
         metrics.clone(),
         health.path("pause"),
+        shutdown.clone(),
+    ));
+    let cancel_watcher = tokio::spawn(watch_cancels(
+        redis.clone(),
+        queues.clone(),
+        cancels,
+        health.path("cancel"),
         shutdown.clone(),
     ));
     let standby = config.standby_generator.clone().map(|generator| {
@@ -314,6 +330,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let _ = heartbeat.await;
     let _ = promoter.await;
     let _ = pause_watcher.await;
+    let _ = cancel_watcher.await;
     if let Some(standby) = standby {
         let _ = standby.await;
     }

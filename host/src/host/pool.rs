@@ -17,6 +17,7 @@ use crate::dispatch::{Dispatcher, Finished};
 use crate::keys::QueueKeys;
 use crate::plugins::InstanceCache;
 
+use super::cancels::Cancels;
 use super::in_flight::Held;
 
 /// A job thread idle this long drops the instance it keeps for reuse, so an
@@ -50,6 +51,7 @@ impl Pool {
         size: usize,
         dispatcher: Arc<Dispatcher>,
         queues: Arc<[QueueKeys]>,
+        cancels: Arc<Cancels>,
         done: UnboundedSender<Done>,
     ) -> Self {
         let (sender, receiver) = crossbeam_channel::unbounded::<Task>();
@@ -59,6 +61,7 @@ impl Pool {
                 let dispatcher = dispatcher.clone();
                 let queues = queues.clone();
                 let done = done.clone();
+                let cancels = cancels.clone();
                 std::thread::Builder::new()
                     .name(format!("job-{n}"))
                     .spawn(move || {
@@ -66,7 +69,15 @@ impl Pool {
                         let mut cache = InstanceCache::default();
                         while let Some(task) = next_task(&receiver, &mut cache) {
                             let queue = &queues[task.queue];
-                            let finished = dispatcher.dispatch(task.delivery, queue, &mut cache);
+                            let job_id = task.delivery.job.as_ref().ok().map(|j| j.job_id.as_str());
+                            let tracked = cancels.track(task.queue, job_id);
+                            let finished = dispatcher.dispatch(
+                                task.delivery,
+                                queue,
+                                &tracked.cancel,
+                                &mut cache,
+                            );
+                            drop(tracked);
                             let held = task.held;
                             if done
                                 .send(Done {

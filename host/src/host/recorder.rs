@@ -196,7 +196,7 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             kv_writes = kv_writes.len(), "job finished"
         ),
-        Outcome::Done { .. } | Outcome::Expired => tracing::info!(
+        Outcome::Done { .. } | Outcome::Expired | Outcome::Cancelled => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
             "job finished"
         ),

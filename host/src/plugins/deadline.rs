@@ -1,4 +1,5 @@
-//! Blocking WASI host calls that end at the job's deadline.
+//! Blocking WASI host calls that end at the job's deadline (or as it is
+//! cancelled).
 //!
 //! Epoch interruption stops wasm code, not a guest waiting inside a host call:
 //! a guest sleeping 60 s in `wasi:io/poll` would hold its job thread for
@@ -23,6 +24,7 @@ use wasmtime_wasi::p2::bindings::io::streams::{
 };
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamResult};
 
+use super::cancel::{Cancel, Cancelled};
 use super::state::JobState;
 
 /// The WASI interfaces `add_to_linker_sync` defines, with the exact version
@@ -61,13 +63,22 @@ pub fn add_to_linker(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
 }
 
 /// Runs `call` (wasmtime-wasi's async implementation) on wasmtime-wasi's own
-/// runtime, as its sync functions do, but no later than `deadline`.
-fn until<O>(deadline: Instant, call: impl Future<Output = O>) -> wasmtime::Result<O> {
+/// runtime, as its sync functions do, but no later than `deadline` and not
+/// past the job's cancellation.
+fn until<O>(
+    deadline: Instant,
+    cancel: &Cancel,
+    call: impl Future<Output = O>,
+) -> wasmtime::Result<O> {
     wasmtime_wasi::runtime::in_tokio(async move {
-        // Made inside the runtime: a timer needs one to exist.
-        tokio::time::timeout_at(deadline.into(), call).await
+        tokio::select! {
+            // Made inside the runtime: a timer needs one to exist.
+            done = tokio::time::timeout_at(deadline.into(), call) => {
+                done.map_err(|_elapsed| wasmtime::Error::new(DeadlineReached))
+            }
+            () = cancel.wait() => Err(wasmtime::Error::new(Cancelled)),
+        }
     })
-    .map_err(|_elapsed| wasmtime::Error::new(DeadlineReached))
 }
 
 /// A stream call's result as the guest sees it: its own error resource, or a trap.
@@ -88,21 +99,21 @@ fn poll_list(
     mut store: Guest<'_>,
     (pollables,): (Vec<Resource<DynPollable>>,),
 ) -> wasmtime::Result<(Vec<u32>,)> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    Ok((until(deadline, table.poll(pollables))??,))
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    Ok((until(deadline, &cancel, table.poll(pollables))??,))
 }
 
 fn block(mut store: Guest<'_>, (pollable,): (Resource<DynPollable>,)) -> wasmtime::Result<()> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    until(deadline, table.block(pollable))?
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    until(deadline, &cancel, table.block(pollable))?
 }
 
 fn blocking_read(
     mut store: Guest<'_>,
     (stream, len): (Resource<DynInputStream>, u64),
 ) -> StreamReply<Vec<u8>> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_read(stream, len))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_read(stream, len))?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -110,8 +121,8 @@ fn blocking_skip(
     mut store: Guest<'_>,
     (stream, len): (Resource<DynInputStream>, u64),
 ) -> StreamReply<u64> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_skip(stream, len))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_skip(stream, len))?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -119,8 +130,8 @@ fn blocking_write_and_flush(
     mut store: Guest<'_>,
     (stream, bytes): (Resource<DynOutputStream>, Vec<u8>),
 ) -> StreamReply<()> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_write_and_flush(stream, bytes))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_write_and_flush(stream, bytes))?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -128,8 +139,8 @@ fn blocking_write_zeroes_and_flush(
     mut store: Guest<'_>,
     (stream, len): (Resource<DynOutputStream>, u64),
 ) -> StreamReply<()> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_write_zeroes_and_flush(stream, len))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_write_zeroes_and_flush(stream, len))?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -137,8 +148,8 @@ fn blocking_flush(
     mut store: Guest<'_>,
     (stream,): (Resource<DynOutputStream>,),
 ) -> StreamReply<()> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_flush(stream))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_flush(stream))?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -146,7 +157,7 @@ fn blocking_splice(
     mut store: Guest<'_>,
     (dst, src, len): (Resource<DynOutputStream>, Resource<DynInputStream>, u64),
 ) -> StreamReply<u64> {
-    let (deadline, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, table.blocking_splice(dst, src, len))?;
+    let (deadline, cancel, table) = store.data_mut().deadline_and_table();
+    let result = until(deadline, &cancel, table.blocking_splice(dst, src, len))?;
     Ok((for_guest(table, result)?,))
 }

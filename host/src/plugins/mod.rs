@@ -10,6 +10,7 @@
 //! here imports this file's re-exports.
 
 mod bindings;
+pub mod cancel;
 pub mod cache;
 pub mod config;
 mod deadline;
@@ -40,6 +41,7 @@ mod world;
 
 pub use bindings::Job;
 pub use cache::{CacheUse, CodeCache};
+pub use cancel::Cancel;
 pub use description::Description;
 pub use fleet::{FleetLimit, Rate};
 pub use folder::{DirError, is_plugin_file, wasm_files};

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::bindings::{DelayedRetry, Failure, Job};
+use super::cancel::{Cancel, Cancelled};
 use super::explain::explain;
 use super::kv::KvWrite;
 use super::load::LoadedPlugin;
@@ -34,6 +35,8 @@ pub enum RunOutcome {
     },
     /// The handler says the job can never succeed.
     Fatal(String),
+    /// Cancelled while it ran: stopped where it was.
+    Cancelled,
 }
 
 impl RunOutcome {
@@ -52,8 +55,15 @@ impl LoadedPlugin {
     /// load of the plugin. An instance is kept only after a clean success and
     /// for at most `jobs_per_instance` jobs: one that trapped, failed, timed
     /// out or hit a limit is dropped (wasmtime cannot enter it again, and its
-    /// state is suspect). `queue`: the job's, whose key-value buckets it uses.
-    pub fn run(&self, job: &Job, queue: &str, cache: &mut InstanceCache) -> RunOutcome {
+    /// state is suspect). `queue`: the job's, whose key-value buckets it uses;
+    /// `cancel` stops it wherever it is.
+    pub fn run(
+        &self,
+        job: &Job,
+        queue: &str,
+        cancel: &Cancel,
+        cache: &mut InstanceCache,
+    ) -> RunOutcome {
         let _slot = self.running.as_ref().map(Slots::acquire);
         let timeout = self.limits.timeout;
         let (mut store, instance, served) = match cache.take(self.load_id) {
@@ -90,6 +100,7 @@ impl LoadedPlugin {
             }
         };
         store.data_mut().set_queue(queue);
+        store.data_mut().set_cancel(cancel);
         let result = instance.handle(&mut store, job);
         store.data().finish_job();
         let secrets = store.data().secrets().clone();
@@ -112,6 +123,9 @@ impl LoadedPlugin {
                 after: Some(Duration::from_millis(delay_ms)),
             },
             Ok(Err(Failure::Fatal(reason))) => RunOutcome::Fatal(secrets.redact_owned(reason)),
+            Err(error) if error.is::<Cancelled>() || store.data().is_cancelled() => {
+                RunOutcome::Cancelled
+            }
             Err(error) => RunOutcome::retry(explain(&error, store.data(), timeout)),
         };
         let served = served + 1;

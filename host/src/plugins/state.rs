@@ -10,6 +10,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::LogLevel;
+use super::cancel::{Cancel, Cancelled};
 use super::bindings::jobhost::plugin::{host, types};
 use super::bindings::wasi::config::store as config_store;
 use super::config::{PluginConfig, Secrets};
@@ -43,6 +44,8 @@ pub struct JobState {
     /// When the job's time is up, for host calls that wait (see `deadline.rs`);
     /// wasm code is stopped by the store's epoch deadline at the same time.
     deadline: Instant,
+    /// Set when the job is cancelled while it runs.
+    cancel: Cancel,
     plugin: String,
     job_id: String,
     pub(super) follow_ups: Vec<FollowUp>,
@@ -83,6 +86,7 @@ impl JobState {
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(memory_bytes),
             deadline: Instant::now(),
+            cancel: Cancel::never(),
             plugin: plugin.to_owned(),
             job_id: job_id.to_owned(),
             follow_ups: Vec::new(),
@@ -163,6 +167,29 @@ impl JobState {
         self.outbound.start_job(self.deadline);
     }
 
+    /// The job is cancelled through `cancel` (set as each job starts).
+    pub fn set_cancel(&mut self, cancel: &Cancel) {
+        self.cancel = cancel.clone();
+    }
+
+    /// Whether the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_set()
+    }
+
+    /// At an epoch check: trap if the job was cancelled or its time is up,
+    /// else run on until the next check (or the deadline, if sooner).
+    pub fn epoch_check(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        if self.cancel.is_set() {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        Ok(wasmtime::UpdateDeadline::Continue(super::store::ticks_until_check(left)))
+    }
+
     /// The plugin's secrets, to keep out of what the host writes.
     pub fn secrets(&self) -> &Arc<Secrets> {
         self.config.secrets()
@@ -173,10 +200,10 @@ impl JobState {
         &mut self.table
     }
 
-    /// What a waiting host call needs: until when it may wait, and the
-    /// resources it waits on.
-    pub fn deadline_and_table(&mut self) -> (Instant, &mut ResourceTable) {
-        (self.deadline, &mut self.table)
+    /// What a waiting host call needs: until when it may wait, what ends it
+    /// sooner, and the resources it waits on.
+    pub fn deadline_and_table(&mut self) -> (Instant, Cancel, &mut ResourceTable) {
+        (self.deadline, self.cancel.clone(), &mut self.table)
     }
 
     /// The memory limit, if this job's guest hit it.
