@@ -187,7 +187,13 @@ impl Dispatcher {
                 },
                 None,
             ),
-            Ok(job) => self.run(job, queue, produced_at_us.unwrap_or(0) / 1000, cancel, cache),
+            Ok(job) => self.run(
+                job,
+                queue,
+                produced_at_us.unwrap_or(0) / 1000,
+                cancel,
+                cache,
+            ),
         };
         Finished {
             delivery,

@@ -91,7 +91,7 @@ fn record(redis_url: &str, deliveries: &[Delivery], outcomes: &[Outcome]) -> Vec
             })
             .collect();
         let recorded = redis
-            .record(&QueueKeys::new("jobhost", "default"), &records)
+            .record(&QueueKeys::new("jobhost", "default"), &records, None)
             .await
             .expect("the script never fails");
         recorded.held.into_iter().map(|h| h.entry_id).collect()

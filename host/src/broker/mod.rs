@@ -7,16 +7,19 @@
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
 //! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits,
-//! `pause.rs` pauses and resumes queues;
+//! `pause.rs` pauses and resumes queues, `lookup.rs` finds a job by its id
+//! and `cancel.rs` cancels it;
 //! `entries.rs` is the one parser of stream replies.
 
 mod admin;
+mod cancel;
 mod connection;
 mod consume;
 pub mod delayed;
 mod entries;
 pub mod kv;
 pub mod limit;
+mod lookup;
 mod pause;
 mod produce;
 mod reclaim;
@@ -30,13 +33,15 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 use thiserror::Error;
 
 pub use admin::{DeadJob, QueueStats, Replay};
+pub use cancel::{CancelReport, Cancelling};
 pub use connection::Connection;
 pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
 pub use kv::BucketSize;
+pub use lookup::{Found, Kept, Place};
 pub use produce::JobResult;
 pub use reclaim::{ClaimCursor, ConsumerStats};
-pub use record::{Record, Recorded, Unwritten};
+pub use record::{KeepResults, Record, Recorded, Unwritten};
 pub use target::Target;
 
 /// Replies slower than this mean the connection is unusable.
@@ -55,6 +60,8 @@ pub enum BrokerError {
     },
     #[error("Redis at {url}: {error}")]
     Command { url: String, error: RedisError },
+    #[error("key {key} holds another type than jobhost keeps there; delete it")]
+    WrongType { key: String },
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.

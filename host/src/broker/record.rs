@@ -1,6 +1,7 @@
 //! The one place that turns jobs' outcomes into Redis writes.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::Script;
 
@@ -21,21 +22,32 @@ impl Redis {
     /// which optional writes it skipped. Safe to call again with the same
     /// records after an error: an outcome already recorded is not written
     /// twice, and a script error comes before anything was written.
+    /// `keep`: how final outcomes are kept for lookups, if they are.
     pub async fn record(
         &mut self,
         keys: &QueueKeys,
         records: &[Record<'_>],
+        keep: Option<&KeepResults>,
     ) -> Result<Recorded, BrokerError> {
         if records.is_empty() {
             return Ok(Recorded::default());
         }
-        let command = batch_command(records, keys, RECORD_OUTCOMES.get_hash());
+        let command = batch_command(records, keys, keep, RECORD_OUTCOMES.get_hash());
         self.evalsha(&RECORD_OUTCOMES, &command).await
     }
 }
 
 /// `last_error` in a DLQ entry keeps at most this many characters.
 const MAX_ERROR_CHARS: usize = 1000;
+
+/// Final outcomes kept for `jobhost job ID` (`run --keep-results`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepResults {
+    /// How long a result hash lives.
+    pub ttl: Duration,
+    /// The host recording them.
+    pub host: String,
+}
 
 /// One delivery and what became of it, ready to be written.
 pub struct Record<'a> {
@@ -118,8 +130,13 @@ fn triples(flat: Vec<Vec<u8>>) -> Vec<Unwritten> {
 }
 
 /// The EVALSHA of `record_outcomes.lua` that records `records` in one step.
-fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> redis::Cmd {
-    // Reply streams become KEYS[5..]; only this queue's: the field comes from the producer.
+fn batch_command(
+    records: &[Record<'_>],
+    keys: &QueueKeys,
+    keep: Option<&KeepResults>,
+    script_sha: &str,
+) -> redis::Cmd {
+    // Reply streams become KEYS[6..]; only this queue's: the field comes from the producer.
     let prefix = keys.reply_prefix();
     let mut replies: Vec<&str> = Vec::new();
     fn reply_of<'r>(record: &Record<'r>, prefix: &str) -> Option<&'r str> {
@@ -131,7 +148,7 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
             .and_then(|job| job.reply_to.as_deref())
             .filter(|key| key.starts_with(prefix))
     }
-    // Then the buckets written, as KEYS[5 + replies..].
+    // Then the buckets written, as KEYS[6 + replies..], then the kept results.
     let mut buckets: Vec<&str> = Vec::new();
     for record in records {
         if let Some(reply) = reply_of(record, &prefix)
@@ -146,31 +163,63 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
         }
     }
     let bucket_keys: Vec<String> = buckets.iter().map(|b| keys.kv_bucket(b)).collect();
+    // One result hash per record with a final outcome, when they are kept.
+    let results: Vec<Option<String>> = records
+        .iter()
+        .map(|record| (keep.is_some() && record.is_final()).then(|| keys.result(record.job_id())))
+        .collect();
+    let result_keys: Vec<&String> = results.iter().flatten().collect();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script_sha)
-        .arg(4 + replies.len() + bucket_keys.len())
+        .arg(5 + replies.len() + bucket_keys.len() + result_keys.len())
         .arg(&keys.stream)
         .arg(&keys.delayed)
         .arg(&keys.dlq)
         .arg(&keys.counters)
+        .arg(&keys.cancelling)
         .arg(&replies)
         .arg(&bucket_keys)
+        .arg(&result_keys)
         .arg(&keys.group)
-        .arg(records.len());
+        .arg(records.len())
+        .arg(keep.map_or(0, |keep| keep.ttl.as_millis() as u64))
+        .arg(keep.map_or("", |keep| keep.host.as_str()))
+        .arg(crate::envelope::now_ms());
     let bucket_index = |bucket: &str| {
         let at = buckets.iter().position(|b| *b == bucket).unwrap_or(0);
-        5 + replies.len() + at
+        6 + replies.len() + at
     };
-    for record in records {
+    let mut next_result = 6 + replies.len() + bucket_keys.len();
+    for (record, result) in records.iter().zip(&results) {
         let reply = reply_of(record, &prefix)
             .and_then(|key| replies.iter().position(|r| *r == key))
-            .map_or(0, |index| index + 5);
-        record.add_args(&mut cmd, keys, reply, &bucket_index);
+            .map_or(0, |index| index + 6);
+        let result = match result {
+            Some(_) => {
+                next_result += 1;
+                next_result - 1
+            }
+            None => 0,
+        };
+        record.add_args(&mut cmd, keys, reply, result, &bucket_index);
     }
     cmd
 }
 
 impl Record<'_> {
+    /// The job's id (an entry without a readable job is known by its entry id).
+    fn job_id(&self) -> &str {
+        self.delivery
+            .job
+            .as_ref()
+            .map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str())
+    }
+
+    /// Whether the outcome is the job's last: it will not run again.
+    fn is_final(&self) -> bool {
+        !matches!(self.outcome, Outcome::Retry { .. } | Outcome::Wait { .. })
+    }
+
     /// The key-value writes this record commits.
     fn kv_writes(&self) -> &[KvWrite] {
         match (self.outcome, &self.delivery.job) {
@@ -186,12 +235,14 @@ impl Record<'_> {
         cmd: &mut redis::Cmd,
         keys: &QueueKeys,
         reply: usize,
+        result: usize,
         bucket_index: &dyn Fn(&str) -> usize,
     ) {
         let job = self.delivery.job.as_ref().ok();
-        // Only a waiting producer reads it; nobody waits for most jobs.
+        // Only a waiting producer or a kept result reads it; neither is
+        // there for most jobs.
         let reply_text: &[u8] = match self.outcome {
-            _ if reply == 0 => b"",
+            _ if reply == 0 && result == 0 => b"",
             Outcome::Done { output, .. } => output,
             Outcome::Dead { reason } => reason.as_bytes(),
             Outcome::Expired => b"expired before it ran",
@@ -199,9 +250,11 @@ impl Record<'_> {
             Outcome::Retry { .. } | Outcome::Wait { .. } => b"",
         };
         cmd.arg(&self.delivery.entry_id)
-            .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
+            .arg(self.job_id())
             .arg(reply)
-            .arg(reply_text);
+            .arg(reply_text)
+            .arg(result)
+            .arg(job.map_or(1, |job| job.attempt));
         if let Outcome::Done {
             follow_ups,
             kv_writes,
@@ -361,7 +414,7 @@ mod tests {
         };
         let keys = QueueKeys::new("ns", "q");
         let mut shortcut = redis::cmd("EVALSHA");
-        record.add_args(&mut shortcut, &keys, 0, &|_| 0);
+        record.add_args(&mut shortcut, &keys, 0, 0, &|_| 0);
         let (action, args) = record.action(&keys);
         let mut generic = redis::cmd("EVALSHA");
         generic
@@ -369,6 +422,8 @@ mod tests {
             .arg(job.job_id.as_str())
             .arg(0)
             .arg(b"")
+            .arg(0)
+            .arg(1)
             .arg(action)
             .arg(args.len())
             .arg(args);

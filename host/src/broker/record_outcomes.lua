@@ -2,12 +2,17 @@
 --
 -- KEYS[1] the queue's stream, KEYS[2] its delayed sorted set, KEYS[3] its
 -- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired,
--- cancelled, throttled),
--- KEYS[5..] reply streams of producers waiting for some of these jobs, then
--- the key-value buckets (hashes) the jobs write
--- ARGV[1] consumer group, ARGV[2] number of records, then per record:
+-- cancelled, throttled), KEYS[5] its cancelling hash (jobs asked to stop),
+-- KEYS[6..] reply streams of producers waiting for some of these jobs, then
+-- the key-value buckets (hashes) the jobs write, then the result hashes of
+-- jobs whose outcome is kept
+-- ARGV[1] consumer group, ARGV[2] number of records, ARGV[3] how long a
+-- kept outcome lives (ms, 0 when none is kept), ARGV[4] the recording host,
+-- ARGV[5] now (ms), then per record:
 --   entry id, job id, reply (index into KEYS, 0 for none), reply text (the
---   output or the final error), action, n, and the action's n arguments:
+--   output or the final error), result (index into KEYS of the hash its
+--   final outcome is kept in, 0 for none), attempt, action, n, and the
+--   action's n arguments:
 --   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...);
 --           then, if any arguments are left, the number of key-value writes
 --           and per write: its bucket (index into KEYS), "set", "del" or
@@ -37,6 +42,9 @@
 -- is not acknowledged: the entry stays pending, to be reclaimed and run again
 -- once the key is fixed. Writes the outcome does not need are skipped when
 -- impossible: the reply to a waiting producer, the counters.
+-- A final outcome (not retry or wait) also deletes the job's mark in the
+-- cancelling hash, when that hash exists, and writes its kept result hash
+-- (deleted first: whatever held that key, the writes cannot fail).
 -- Only the first caller to acknowledge an entry writes anything for it (XACK
 -- returns 0 once it is no longer pending), so a batch retried after a lost
 -- reply, or an entry finished by two hosts after a reclaim, never doubles a
@@ -54,6 +62,11 @@ local MAX_ID = '18446744073709551615-18446744073709551615'
 local MAX_FIELD_ARGS = 7000
 
 local group, n = ARGV[1], tonumber(ARGV[2])
+local keep_ms, host, now_ms = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+-- Where each record's arguments start, after the batch's own.
+local FIRST_RECORD = 6
+-- A record's fixed arguments before its action's list.
+local ACTION_AT, NARGS_AT, ARGS_AT = 6, 7, 8
 local NAMES = { zset = 'sorted set' }
 -- The counter and reply outcome of an action, where it is not the action's name.
 local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead', wait = 'throttled' }
@@ -220,11 +233,11 @@ end
 local starts, hold = {}, {}
 local held, skipped = {}, {}
 local possible = {}
-local at = 3
+local at = FIRST_RECORD
 for i = 1, n do
   starts[i] = at
-  local entry, action, nargs = ARGV[at], ARGV[at + 4], tonumber(ARGV[at + 5])
-  local first = at + 6
+  local entry, action, nargs = ARGV[at], ARGV[at + ACTION_AT], tonumber(ARGV[at + NARGS_AT])
+  local first = at + ARGS_AT
   at = first + nargs
   local key, problem = nil, false
   if action == 'done' then
@@ -284,13 +297,24 @@ end
 
 local reply_state = {}
 for i = 1, n do
-  local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + 4]
+  local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + ACTION_AT]
   if not hold[i] and reply > 0 and not NO_REPLY[action] and reply_state[reply] == nil then
     if redis.call('EXISTS', KEYS[reply]) == 0 then
       reply_state[reply] = 'gone'
     else
       reply_state[reply] = problem_of(KEYS[reply], 'stream')
     end
+  end
+end
+
+-- A job's mark goes with its final outcome; the hash exists only while
+-- some job is asked to stop, so most batches skip this.
+local marks = redis.call('EXISTS', KEYS[5]) == 1
+if marks then
+  local problem = problem_of(KEYS[5], 'hash')
+  if problem then
+    marks = false
+    push(skipped, '', KEYS[5], problem)
   end
 end
 
@@ -319,9 +343,10 @@ local recorded = 0
 local acked = {}
 for i = 1, n do
   local start = starts[i]
-  local entry, job, reply, text, action = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3], ARGV[start + 4]
-  local nargs = tonumber(ARGV[start + 5])
-  local first = start + 6
+  local entry, job, reply, text = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3]
+  local result, attempt = tonumber(ARGV[start + 4]), ARGV[start + 5]
+  local action, nargs = ARGV[start + ACTION_AT], tonumber(ARGV[start + NARGS_AT])
+  local first = start + ARGS_AT
   if not hold[i] and redis.call('XACK', KEYS[1], group, entry) == 1 then
     recorded = recorded + 1
     acked[recorded] = entry
@@ -333,6 +358,17 @@ for i = 1, n do
         redis.call('XADD', KEYS[reply], '*', 'job_id', job, 'outcome', outcome, 'text', text)
       elseif state ~= 'gone' then
         push(skipped, entry, KEYS[reply], state)
+      end
+    end
+    if not NO_REPLY[action] then
+      if marks then
+        redis.call('HDEL', KEYS[5], job)
+      end
+      if result > 0 and keep_ms > 0 then
+        redis.call('DEL', KEYS[result])
+        redis.call('HSET', KEYS[result], 'outcome', outcome, 'text', text, 'attempt', attempt,
+          'host', host, 'finished_ms', now_ms)
+        redis.call('PEXPIRE', KEYS[result], keep_ms)
       end
     end
     if action == 'done' then

@@ -3,11 +3,13 @@
 //! environment variable named in its help or from `jobhost.toml` (`config.rs`):
 //! flags beat the environment, which beats the file.
 
+mod cancel;
 pub mod config;
 mod dlq;
 pub mod enqueue;
 pub mod generate;
 mod invoke;
+mod job;
 mod kv;
 mod plugins;
 mod queue;
@@ -44,6 +46,7 @@ pub mod env {
     pub const MAX_PAYLOAD: &str = "JOBHOST_MAX_PAYLOAD";
     pub const CONFIG: &str = "JOBHOST_CONFIG";
     pub const PREFETCH: &str = "JOBHOST_PREFETCH";
+    pub const KEEP_RESULTS: &str = "JOBHOST_KEEP_RESULTS";
     pub const NO_CACHE: &str = "JOBHOST_NO_CACHE";
     pub const STANDBY_GENERATOR: &str = "JOBHOST_STANDBY_GENERATOR";
     pub const GENERATE_TYPE: &str = "JOBHOST_GENERATE_TYPE";
@@ -91,6 +94,10 @@ pub enum Command {
     Kv(kv::KvArgs),
     /// List queues; pause and resume them on every host.
     Queue(queue::QueueCommandArgs),
+    /// Where a job is: waiting, delayed, running on which host, finished, dead.
+    Job(job::JobArgs),
+    /// Cancel jobs: waiting or delayed ones never run, running ones are stopped.
+    Cancel(cancel::CancelArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -144,6 +151,26 @@ impl QueueArgs {
             ),
             _ => anyhow::bail!("this command works on one queue: give one --queue"),
         }
+    }
+}
+
+impl QueueArgs {
+    /// Where to look for a job by id: the queues given with `--queue`, then
+    /// every other queue of the namespace.
+    pub async fn lookup_queues(
+        &self,
+        redis: &mut crate::broker::Redis,
+    ) -> anyhow::Result<Vec<crate::keys::QueueKeys>> {
+        let mut names: Vec<String> = self.queue.iter().map(|q| q.name.clone()).collect();
+        for name in redis.queues(&self.namespace).await? {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|name| crate::keys::QueueKeys::new(&self.namespace, name))
+            .collect())
     }
 }
 
@@ -201,6 +228,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Stats(args) => stats::execute(args).await,
                     Command::Kv(args) => kv::execute(args).await,
                     Command::Queue(args) => queue::execute(args).await,
+                    Command::Job(args) => job::execute(args).await,
+                    Command::Cancel(args) => cancel::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

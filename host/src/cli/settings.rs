@@ -53,6 +53,11 @@ pub struct RunSettings {
     #[arg(long, value_name = "DURATION", env = env::RETRY_CAP, default_value = "5m", value_parser = parse_duration)]
     #[serde(serialize_with = "duration")]
     pub retry_cap: Duration,
+    /// Keep each job's final outcome (and output or last error) this long,
+    /// for `jobhost job ID` [default: not kept, so recording writes nothing extra].
+    #[arg(long, value_name = "DURATION", env = env::KEEP_RESULTS, value_parser = parse_duration)]
+    #[serde(serialize_with = "optional_duration")]
+    pub keep_results: Option<Duration>,
     /// Largest payload run, in bytes; larger jobs are dead-lettered.
     #[arg(long, value_name = "BYTES", env = env::MAX_PAYLOAD, default_value_t = super::enqueue::MAX_PAYLOAD_BYTES)]
     pub max_payload: usize,
@@ -148,6 +153,7 @@ impl RunSettings {
             cache_dir: settings.cache_dir,
             max_deliveries: settings.max_deliveries.max(1),
             max_held_bytes: settings.max_held_bytes,
+            keep_results: settings.keep_results.filter(|keep| !keep.is_zero()),
         })
     }
 }
@@ -195,6 +201,16 @@ fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::
     serializer.collect_str(&humantime::format_duration(*value))
 }
 
+fn optional_duration<S: Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => duration(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn rate<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&format_args!("{value}/s"))
 }
@@ -221,5 +237,6 @@ mod tests {
         assert!(config.concurrency >= 1);
         assert!(config.standby_generator.is_none());
         assert_eq!(config.max_held_bytes, 256 << 20);
+        assert_eq!(config.keep_results, None);
     }
 }

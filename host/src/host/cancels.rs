@@ -48,7 +48,11 @@ impl Cancels {
         let key = job_id.map(|id| (queue, id.to_owned()));
         if let Some(key) = &key {
             let mut state = self.lock();
-            if state.marked.get(&queue).is_some_and(|ids| ids.contains(&key.1)) {
+            if state
+                .marked
+                .get(&queue)
+                .is_some_and(|ids| ids.contains(&key.1))
+            {
                 cancel.set();
             }
             state.held.insert(key.clone(), cancel.clone());
@@ -102,9 +106,8 @@ pub(super) async fn watch_cancels(
             _ = shutdown.wait() => return,
         }
         for (queue, keys) in queues.iter().enumerate() {
-            let read: Result<HashSet<String>, BrokerError> = redis
-                .query(redis::cmd("HKEYS").arg(&keys.cancelling))
-                .await;
+            let read: Result<HashSet<String>, BrokerError> =
+                redis.query(redis::cmd("HKEYS").arg(&keys.cancelling)).await;
             match read {
                 Ok(marked) => {
                     health.ok();

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::broker::{BrokerError, READ_BLOCK, Redis};
+use crate::broker::{BrokerError, KeepResults, READ_BLOCK, Redis};
 use crate::dispatch::{DispatchPolicy, Dispatcher};
 use crate::generator::GeneratorConfig;
 use crate::keys::QueueKeys;
@@ -89,6 +89,8 @@ pub struct HostConfig {
     /// Most bytes of entries held at once (read, running or being recorded);
     /// at least [`crate::dispatch::largest_entry`] of `max_payload`.
     pub max_held_bytes: usize,
+    /// Keep final outcomes this long for lookups (`jobhost job ID`).
+    pub keep_results: Option<Duration>,
 }
 
 /// Why the host could not start.
@@ -243,9 +245,14 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         concurrency,
         "consuming"
     );
+    let keep = config.keep_results.map(|ttl| KeepResults {
+        ttl,
+        host: consumer.clone(),
+    });
     let recorder = tokio::spawn(record_outcomes(
         redis.clone(),
         queues.clone(),
+        keep,
         done_rx,
         metrics.clone(),
         health.path("recorder"),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::broker::{BrokerError, Record, Recorded, Redis, Unwritten};
+use crate::broker::{BrokerError, KeepResults, Record, Recorded, Redis, Unwritten};
 use crate::dispatch::Finished;
 use crate::envelope::now_ms;
 use crate::keys::QueueKeys;
@@ -23,6 +23,7 @@ use super::pool::Done;
 pub(super) async fn record_outcomes(
     mut redis: Redis,
     queues: Arc<[QueueKeys]>,
+    keep: Option<KeepResults>,
     mut done: UnboundedReceiver<Done>,
     metrics: Arc<Metrics>,
     mut health: RedisPath,
@@ -39,7 +40,16 @@ pub(super) async fn record_outcomes(
                 batch = rest;
                 mine
             };
-            record_batch(&mut redis, &queues[queue], &mut mine, &metrics, &mut health).await;
+            let keys = &queues[queue];
+            record_batch(
+                &mut redis,
+                keys,
+                keep.as_ref(),
+                &mut mine,
+                &metrics,
+                &mut health,
+            )
+            .await;
             if batch.is_empty() {
                 // Keep the allocation for the next batch.
                 batch = mine;
@@ -52,6 +62,7 @@ pub(super) async fn record_outcomes(
 async fn record_batch(
     redis: &mut Redis,
     keys: &QueueKeys,
+    keep: Option<&KeepResults>,
     batch: &mut Vec<Done>,
     metrics: &Metrics,
     health: &mut RedisPath,
@@ -66,7 +77,7 @@ async fn record_batch(
                 now_ms,
             })
             .collect();
-        let recorded = record(redis, keys, &records, health).await;
+        let recorded = record(redis, keys, &records, keep, health).await;
         drop(records);
         for done in batch.drain(..) {
             let entry_id = done.finished.delivery.entry_id.as_str();
@@ -80,7 +91,12 @@ async fn record_batch(
         }
         for skipped in recorded.skipped.iter().filter(|s| s.entry_id.is_empty()) {
             let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
-            tracing::warn!(%key, "outcome counters not updated: key {key} {reason}; rename or delete that key");
+            let what = if key == keys.cancelling {
+                "cancel requests not cleared"
+            } else {
+                "outcome counters not updated"
+            };
+            tracing::warn!(%key, "{what}: key {key} {reason}; rename or delete that key");
         }
     }
 }
@@ -99,11 +115,12 @@ async fn record(
     redis: &mut Redis,
     keys: &QueueKeys,
     records: &[Record<'_>],
+    keep: Option<&KeepResults>,
     health: &mut RedisPath,
 ) -> Recorded {
     let mut refused = false;
     loop {
-        match redis.record(keys, records).await {
+        match redis.record(keys, records, keep).await {
             Ok(recorded) => {
                 health.ok();
                 return recorded;

@@ -131,7 +131,11 @@ fn blocking_write_and_flush(
     (stream, bytes): (Resource<DynOutputStream>, Vec<u8>),
 ) -> StreamReply<()> {
     let (deadline, cancel, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, &cancel, table.blocking_write_and_flush(stream, bytes))?;
+    let result = until(
+        deadline,
+        &cancel,
+        table.blocking_write_and_flush(stream, bytes),
+    )?;
     Ok((for_guest(table, result)?,))
 }
 
@@ -140,7 +144,11 @@ fn blocking_write_zeroes_and_flush(
     (stream, len): (Resource<DynOutputStream>, u64),
 ) -> StreamReply<()> {
     let (deadline, cancel, table) = store.data_mut().deadline_and_table();
-    let result = until(deadline, &cancel, table.blocking_write_zeroes_and_flush(stream, len))?;
+    let result = until(
+        deadline,
+        &cancel,
+        table.blocking_write_zeroes_and_flush(stream, len),
+    )?;
     Ok((for_guest(table, result)?,))
 }
 

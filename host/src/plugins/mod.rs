@@ -10,8 +10,8 @@
 //! here imports this file's re-exports.
 
 mod bindings;
-pub mod cancel;
 pub mod cache;
+pub mod cancel;
 pub mod config;
 mod deadline;
 mod description;

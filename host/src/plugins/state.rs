@@ -10,9 +10,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::LogLevel;
-use super::cancel::{Cancel, Cancelled};
 use super::bindings::jobhost::plugin::{host, types};
 use super::bindings::wasi::config::store as config_store;
+use super::cancel::{Cancel, Cancelled};
 use super::config::{PluginConfig, Secrets};
 use super::guest_output::GuestOutput;
 use super::kv::{JobKv, KvView};
@@ -187,7 +187,9 @@ impl JobState {
         if left.is_zero() {
             return Ok(wasmtime::UpdateDeadline::Interrupt);
         }
-        Ok(wasmtime::UpdateDeadline::Continue(super::store::ticks_until_check(left)))
+        Ok(wasmtime::UpdateDeadline::Continue(
+            super::store::ticks_until_check(left),
+        ))
     }
 
     /// The plugin's secrets, to keep out of what the host writes.

@@ -1,0 +1,67 @@
+-- Cancels one job found waiting in the stream or in the delayed set, or
+-- marks it for its host when it is running, in one atomic step.
+--
+-- KEYS[1] the stream, KEYS[2] the delayed set, KEYS[3] the cancelling hash,
+-- KEYS[4] the counters hash, KEYS[5] the job's result hash, KEYS[6] the
+-- reply stream of a producer waiting for it (KEYS[5] again when none)
+-- ARGV[1] consumer group, ARGV[2] job id, ARGV[3] "stream" or "delayed",
+-- ARGV[4] the entry id or the delayed-set member found by the lookup,
+-- ARGV[5] now (ms), ARGV[6] how long the result is kept (ms), ARGV[7] 1 when
+-- KEYS[6] is a reply stream
+--
+-- Returns {"cancelled"}; {"running", consumer} when a host holds the entry
+-- (marked: that host stops it, or the one that reclaims it); {"gone"} when
+-- the entry or member is no longer there (it moved on: look again); or
+-- {"wrongtype", key} when a key the step needs holds another type.
+--
+-- Every check comes before the first write (the XDEL or ZREM), and no write
+-- after it can fail: the result hash is deleted before it is written, the
+-- counters and the reply are written only when their keys can take it.
+
+local group, job, where, found = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, keep, has_reply = ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
+
+local function is(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == kind
+end
+
+for i, kind in ipairs({ 'stream', 'zset', 'hash' }) do
+  if not is(KEYS[i], kind) then
+    return { 'wrongtype', KEYS[i] }
+  end
+end
+
+if where == 'stream' then
+  -- pcall: no group yet means nobody read it.
+  local pending = redis.pcall('XPENDING', KEYS[1], group, found, found, 1)
+  if type(pending) == 'table' and pending.err == nil and #pending > 0 then
+    redis.call('HSET', KEYS[3], job, now)
+    return { 'running', pending[1][2] }
+  end
+  if #redis.call('XRANGE', KEYS[1], found, found) == 0 then
+    return { 'gone' }
+  end
+  redis.call('XDEL', KEYS[1], found)
+else
+  if redis.call('ZREM', KEYS[2], found) == 0 then
+    return { 'gone' }
+  end
+end
+
+if is(KEYS[4], 'hash') then
+  local count = redis.call('HGET', KEYS[4], 'cancelled')
+  if not count or count:match('^%d+$') and #count <= 18 then
+    redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+  end
+end
+if keep > 0 then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], 'outcome', 'cancelled', 'text', 'cancelled', 'finished_ms', now)
+  redis.call('PEXPIRE', KEYS[5], keep)
+end
+if has_reply and redis.call('TYPE', KEYS[6])['ok'] == 'stream' then
+  -- pcall: a stream that has used up its ids must not fail the step.
+  redis.pcall('XADD', KEYS[6], '*', 'job_id', job, 'outcome', 'cancelled', 'text', 'cancelled')
+end
+return { 'cancelled' }
