@@ -1,5 +1,5 @@
 //! A Rust client for other services: enqueue one job, a batch, or one and
-//! wait for its outcome.
+//! wait for its outcome; cancel a job.
 //!
 //! Submitted jobs go through a bounded in-memory buffer to a background task
 //! that writes them in order. While Redis is unreachable they stay buffered
@@ -22,7 +22,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
-use crate::broker::{BrokerError, JobResult, Redis};
+use crate::broker::{BrokerError, CancelReport, JobResult, Redis};
 use crate::envelope::{Envelope, EnvelopeError, JobId, JobType, LimitKey};
 use crate::keys::QueueKeys;
 
@@ -143,6 +143,22 @@ impl Client {
         let mut redis = Redis::connect(&self.url).await?;
         Ok(redis
             .enqueue_and_wait(&self.keys, job, None, timeout)
+            .await?)
+    }
+}
+
+impl Client {
+    /// Cancels job `job_id` of this client's queue: a waiting or delayed job
+    /// never runs (its outcome is kept an hour for `jobhost job`), a running
+    /// one is stopped by its host (waiting up to 5 s to see it stop). Needs
+    /// Redis now, and flushes first, so a job submitted through this client
+    /// is found.
+    pub async fn cancel(&self, job_id: &JobId) -> Result<CancelReport, ClientError> {
+        self.flush().await?;
+        let mut redis = Redis::connect(&self.url).await?;
+        let queues = std::slice::from_ref(&self.keys);
+        Ok(redis
+            .cancel_job(queues, job_id.as_str(), Duration::from_secs(3600))
             .await?)
     }
 }
