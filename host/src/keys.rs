@@ -71,6 +71,12 @@ impl QueueKeys {
         format!("{}:alive:{consumer}", self.prefix)
     }
 
+    /// Hash of the entries host `consumer` holds: field the entry id, value
+    /// since when (ms). Its heartbeat rewrites it; it expires with the host.
+    pub fn held(&self, consumer: &str) -> String {
+        format!("{}:held:{consumer}", self.prefix)
+    }
+
     /// The hash holding key-value bucket `bucket` of this queue (field: the
     /// key, value: its bytes). A bucket lives with its queue, so its writes
     /// commit in the same atomic step as the queue's acknowledgements.

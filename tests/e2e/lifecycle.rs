@@ -9,6 +9,10 @@ use jobhost_tests::{
     one_line_error, wait_until,
 };
 
+fn now_ms() -> u64 {
+    jobhost::envelope::now_ms()
+}
+
 const WAIT: Duration = Duration::from_secs(60);
 const JSON_LOG: &[&str] = &["--log-format", "json"];
 
@@ -219,14 +223,37 @@ fn lookup_reports_waiting_delayed_running_done_dead_and_unknown() {
             "--max-attempts",
             "1",
         ])
+        // A heartbeat every 400 ms, which resets the entry's idle time.
+        .args(&["--claim-idle", "1200ms"])
         .start();
+    let enqueued = now_ms();
     let slow = enqueue(&url, &["test.sleep", "30000"]);
     wait_until("the slow job runs on host-b", WAIT, || {
         let job = lookup(&url, &slow);
         job["state"] == "running" && job["host"] == "host-b"
     });
+    let since = |job: &serde_json::Value| job["since_ms"].as_u64().expect("since_ms");
+    let first = since(&lookup(&url, &slow));
+    assert!(
+        first + 1000 >= enqueued && first <= now_ms(),
+        "since {first}, enqueued {enqueued}"
+    );
+    let mut conn = redis.connection();
+    wait_until("a heartbeat wrote what host-b holds", WAIT, || {
+        redis::cmd("EXISTS")
+            .arg("jobhost:{default}:held:host-b")
+            .query::<u64>(&mut conn)
+            .unwrap()
+            == 1
+    });
+    let after_beat = since(&lookup(&url, &slow));
+    assert!(
+        first.abs_diff(after_beat) < 500,
+        "{first} then {after_beat}"
+    );
     let text = ok_stdout(jobhost(&["job", &slow, "--redis", &url]));
-    assert!(text.contains("running on host-b (attempt 1"), "{text}");
+    assert!(text.contains("running on host-b since "), "{text}");
+    assert!(text.contains("(attempt 1"), "{text}");
 
     wait_until("the waiting job is done", WAIT, || {
         state(&url, &waiting) == "done"
@@ -247,7 +274,6 @@ fn lookup_reports_waiting_delayed_running_done_dead_and_unknown() {
         "{dead}"
     );
     // Without a kept result, the dead-letter stream still knows it.
-    let mut conn = redis.connection();
     let _: () = redis::cmd("DEL")
         .arg(format!("jobhost:{{default}}:result:{fatal}"))
         .query(&mut conn)

@@ -29,8 +29,8 @@ pub enum Place {
     Running {
         entry_id: String,
         consumer: String,
-        /// Since the host last showed it holds the entry (its heartbeat).
-        idle_ms: u64,
+        /// Since when that host holds it (ms since the Unix epoch).
+        since_ms: u64,
         deliveries: u64,
     },
     /// In the delayed set until `due_ms` (a delayed job, a retry, or a job
@@ -96,9 +96,9 @@ impl Redis {
         if let Some((entry_id, fields)) = self.scan_stream(&keys.stream, job_id, false).await? {
             let place = match self.pending_entry(keys, &entry_id).await? {
                 Some((consumer, idle_ms, deliveries)) => Place::Running {
+                    since_ms: self.held_since(keys, &consumer, &entry_id, idle_ms).await,
                     entry_id,
                     consumer,
-                    idle_ms,
                     deliveries,
                 },
                 None => Place::Waiting { entry_id },
@@ -213,6 +213,25 @@ impl Redis {
             Err(BrokerError::Command { error, .. }) if error.code() == Some("NOGROUP") => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// Since when host `consumer` holds entry `entry_id`: as its heartbeat
+    /// last wrote, or, before its first beat touched the entry (which resets
+    /// its idle time), its delivery.
+    async fn held_since(
+        &mut self,
+        keys: &QueueKeys,
+        consumer: &str,
+        entry_id: &str,
+        idle_ms: u64,
+    ) -> u64 {
+        let written: Result<Option<u64>, BrokerError> = self
+            .query(redis::cmd("HGET").arg(keys.held(consumer)).arg(entry_id))
+            .await;
+        written
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| crate::envelope::now_ms().saturating_sub(idle_ms))
     }
 
     /// The delayed-set member holding `job_id`, with its due time.

@@ -114,7 +114,7 @@ impl Redis {
         &mut self,
         keys: &QueueKeys,
         consumer: &str,
-        entry_ids: &[String],
+        entries: &[(String, u64)],
         ttl: Duration,
     ) -> Result<(), BrokerError> {
         self.query::<()>(
@@ -125,13 +125,17 @@ impl Redis {
                 .arg(ttl.as_millis() as u64),
         )
         .await?;
-        if entry_ids.is_empty() {
+        if entries.is_empty() {
             return Ok(());
         }
         let mut invocation = TOUCH_INFLIGHT.key(&keys.stream);
-        invocation.arg(&keys.group).arg(consumer);
-        for id in entry_ids {
-            invocation.arg(id);
+        invocation
+            .key(keys.held(consumer))
+            .arg(&keys.group)
+            .arg(consumer)
+            .arg(ttl.as_millis() as u64);
+        for (id, since_ms) in entries {
+            invocation.arg(id).arg(since_ms);
         }
         self.invoke::<u64>(&invocation).await.map(drop)
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::QueueArgs;
 use crate::broker::{Found, Kept, Place, Redis};
-use crate::envelope::{field, format_rfc3339_ms, now_ms};
+use crate::envelope::{field, format_rfc3339_ms};
 use crate::keys::QueueKeys;
 
 /// Exit code when no queue knows the job.
@@ -56,10 +56,6 @@ fn attempt(found: &Found) -> u32 {
         .unwrap_or(1)
 }
 
-fn ago(ms: u64) -> String {
-    format_rfc3339_ms(now_ms().saturating_sub(ms))
-}
-
 /// One line, then the job's type and, for a finished or dead job, its
 /// output or last error.
 fn in_words(id: &str, keys: &QueueKeys, found: &Found) -> String {
@@ -73,14 +69,12 @@ fn in_words(id: &str, keys: &QueueKeys, found: &Found) -> String {
         ),
         Place::Running {
             consumer,
-            idle_ms,
+            since_ms,
             deliveries,
             ..
         } => format!(
-            "running on {consumer} (attempt {attempt}, delivered {deliveries} times, \
-             its host last confirmed it {:.1} s ago, at {})",
-            *idle_ms as f64 / 1000.0,
-            ago(*idle_ms)
+            "running on {consumer} since {} (attempt {attempt}, delivered {deliveries} times)",
+            format_rfc3339_ms(*since_ms)
         ),
         Place::Dead { entry_id } => format!(
             "dead after {} attempts (dead-letter entry {entry_id}): {}",
@@ -131,11 +125,12 @@ fn as_json(id: &str, keys: &QueueKeys, found: &Found) -> serde_json::Value {
         Place::Running {
             entry_id,
             consumer,
-            idle_ms,
+            since_ms,
             deliveries,
         } => json!({
             "state": "running", "host": consumer, "entry_id": entry_id,
-            "idle_ms": idle_ms, "deliveries": deliveries,
+            "since": format_rfc3339_ms(*since_ms), "since_ms": since_ms,
+            "deliveries": deliveries,
         }),
         Place::Dead { entry_id } => json!({
             "state": "dead", "dlq_entry_id": entry_id,

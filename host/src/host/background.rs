@@ -66,8 +66,8 @@ pub(super) async fn heartbeat(
         }
         let mut beat = Ok(());
         for (queue, keys) in queues.iter().enumerate() {
-            let ids = in_flight.snapshot(queue);
-            beat = beat.and(redis.heartbeat(keys, &consumer, &ids, claim_idle).await);
+            let held = in_flight.snapshot(queue);
+            beat = beat.and(redis.heartbeat(keys, &consumer, &held, claim_idle).await);
         }
         wait = match beat {
             Ok(()) => {

@@ -4,7 +4,7 @@
 //! held-bytes gauges — all owned by one [`Held`] guard and given back
 //! together, once, when the guard drops after the job's outcome is recorded.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +23,9 @@ pub(super) struct InFlight {
 }
 
 struct Holdings {
-    /// (queue index, entry id): entry ids are unique within a stream only.
-    entries: HashSet<(usize, String)>,
+    /// (queue index, entry id) → since when it is held (ms since the Unix
+    /// epoch): entry ids are unique within a stream only.
+    entries: HashMap<(usize, String), u64>,
     /// Bytes of the budget neither held nor reserved for a read.
     free_bytes: usize,
 }
@@ -48,7 +49,7 @@ impl InFlight {
         InFlight {
             slots: Arc::new(Semaphore::new(limit.max(1))),
             held: Arc::new(Mutex::new(Holdings {
-                entries: HashSet::new(),
+                entries: HashMap::new(),
                 free_bytes: max_bytes,
             })),
             freed: Arc::default(),
@@ -115,8 +116,11 @@ impl InFlight {
         reservation: &mut Reservation,
         bytes: usize,
     ) -> Result<Held, Slot> {
-        if !self.lock().entries.insert((queue, entry_id.to_owned())) {
-            return Err(slot);
+        match self.lock().entries.entry((queue, entry_id.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => return Err(slot),
+            std::collections::hash_map::Entry::Vacant(place) => {
+                place.insert(crate::envelope::now_ms());
+            }
         }
         // A read asks for no more entries than its reservation has room for
         // at the largest size, so this never takes more than is reserved.
@@ -135,13 +139,13 @@ impl InFlight {
         })
     }
 
-    /// The entry ids of queue `queue` held now, for the heartbeat.
-    pub(super) fn snapshot(&self, queue: usize) -> Vec<String> {
+    /// The entries of queue `queue` held now and since when, for the heartbeat.
+    pub(super) fn snapshot(&self, queue: usize) -> Vec<(String, u64)> {
         self.lock()
             .entries
             .iter()
-            .filter(|(q, _)| *q == queue)
-            .map(|(_, id)| id.clone())
+            .filter(|((q, _), _)| *q == queue)
+            .map(|((_, id), since)| (id.clone(), *since))
             .collect()
     }
 
@@ -211,7 +215,12 @@ mod tests {
         assert!(again.is_err(), "an entry is held once");
         drop(again);
         drop(reservation);
-        assert_eq!(in_flight.snapshot(0), vec!["1-0".to_owned()]);
+        let held_ids: Vec<String> = in_flight
+            .snapshot(0)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(held_ids, vec!["1-0".to_owned()]);
         assert!(in_flight.snapshot(1).is_empty());
         assert_eq!(metrics.in_flight.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.held_bytes.load(Ordering::Relaxed), 30);
