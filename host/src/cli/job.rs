@@ -42,9 +42,9 @@ pub async fn execute(args: JobArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_UNKNOWN);
     };
     if args.json {
-        println!("{}", as_json(&args.id, &keys, &found));
+        println!("{}", as_json(&args.id, keys, &found));
     } else {
-        println!("{}", in_words(&args.id, &keys, &found));
+        println!("{}", in_words(&args.id, keys, &found));
     }
     Ok(0)
 }
