@@ -4,18 +4,24 @@
 //!
 //! Nothing indexes jobs by id (that would cost every enqueue a write), so a
 //! lookup scans: the stream and the dead-letter stream in pages of
-//! [`PAGE`] entries, the delayed set with ZSCAN. It costs time in proportion
+//! [`PAGE`] entries (inside Redis, `find_entry.lua`), the delayed set with ZSCAN
+//! (`find_delayed.lua`): only the match leaves Redis. It costs time in proportion
 //! to the backlog, paid by the one who asks, never by the job path.
 
-use redis::Value;
+use std::sync::LazyLock;
+
+use redis::{Script, Value};
 
 use super::entries::{RawEntry, raw_entries};
 use super::{BrokerError, Redis};
-use crate::envelope::field;
 use crate::keys::QueueKeys;
 
-/// Entries read per round trip of a scan.
-const PAGE: usize = 1000;
+/// Entries read per round trip of a scan: in Redis, which sends only the match.
+const PAGE: usize = 200;
+
+static FIND_ENTRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("find_entry.lua")));
+static FIND_DELAYED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("find_delayed.lua")));
 
 /// Where a job was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +74,6 @@ impl Found {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
-    }
-}
-
-/// Whether the entry holds job `job_id`. An entry without a job id (a plain
-/// `XADD`) is known by its entry id.
-fn holds(entry: &RawEntry, job_id: &str) -> bool {
-    match entry.1.iter().find(|(key, _)| key == field::JOB_ID) {
-        Some((_, value)) => value == job_id.as_bytes(),
-        None => entry.0 == job_id,
     }
 }
 
@@ -157,35 +154,29 @@ impl Redis {
         job_id: &str,
         newest_first: bool,
     ) -> Result<Option<RawEntry>, BrokerError> {
-        let (command, mut from, to) = if newest_first {
-            ("XREVRANGE", "+".to_owned(), "-")
-        } else {
-            ("XRANGE", "-".to_owned(), "+")
-        };
+        let mut after = String::new();
         loop {
-            let page: Value = self
-                .query(
-                    redis::cmd(command)
-                        .arg(stream)
-                        .arg(&from)
-                        .arg(to)
-                        .arg("COUNT")
+            let (found, last): (Option<String>, Option<String>) = self
+                .invoke(
+                    FIND_ENTRY
+                        .key(stream)
+                        .arg(job_id)
+                        .arg(&after)
+                        .arg(if newest_first { "newest" } else { "oldest" })
                         .arg(PAGE),
                 )
                 .await?;
-            let entries = raw_entries(page);
-            let Some(last) = entries.last().map(|(id, _)| id.clone()) else {
-                return Ok(None);
-            };
-            let full = entries.len() == PAGE;
-            if let Some(entry) = entries.into_iter().find(|entry| holds(entry, job_id)) {
-                return Ok(Some(entry));
+            if let Some(id) = found {
+                let entry: Value = self
+                    .query(redis::cmd("XRANGE").arg(stream).arg(&id).arg(&id))
+                    .await?;
+                // Deleted in between: it moved on (the caller looks again).
+                return Ok(raw_entries(entry).pop());
             }
-            if !full {
-                return Ok(None);
+            match last {
+                Some(last) => after = last,
+                None => return Ok(None),
             }
-            // Exclusive: the next page starts after the last entry read.
-            from = format!("({last}");
         }
     }
 
@@ -242,56 +233,30 @@ impl Redis {
     ) -> Result<Option<Found>, BrokerError> {
         let mut cursor = "0".to_owned();
         loop {
-            let (next, flat): (String, Vec<Vec<u8>>) = self
-                .query(
-                    redis::cmd("ZSCAN")
-                        .arg(&keys.delayed)
+            let (next, member, score): (String, Option<Vec<u8>>, Option<String>) = self
+                .invoke(
+                    FIND_DELAYED
+                        .key(&keys.delayed)
+                        .arg(job_id)
                         .arg(&cursor)
-                        .arg("COUNT")
                         .arg(PAGE),
                 )
                 .await?;
-            for pair in flat.chunks_exact(2) {
-                let (member, score) = (&pair[0], &pair[1]);
-                let Some(fields) = super::delayed::fields(member) else {
-                    continue;
-                };
-                let id = fields
-                    .iter()
-                    .find(|(key, _)| key == field::JOB_ID)
-                    .map(|(_, value)| value.as_slice());
-                if id == Some(job_id.as_bytes()) {
-                    let due_ms = String::from_utf8_lossy(score)
-                        .parse::<f64>()
-                        .map_or(0, |ms| ms as u64);
-                    return Ok(Some(Found {
-                        place: Place::Delayed {
-                            due_ms,
-                            member: member.clone(),
-                        },
-                        fields,
-                    }));
-                }
+            if let Some(member) = member
+                && let Some(fields) = super::delayed::fields(&member)
+            {
+                let due_ms = score
+                    .and_then(|score| score.parse::<f64>().ok())
+                    .map_or(0, |ms| ms as u64);
+                return Ok(Some(Found {
+                    place: Place::Delayed { due_ms, member },
+                    fields,
+                }));
             }
             if next == "0" {
                 return Ok(None);
             }
             cursor = next;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_entry_is_known_by_its_job_id_or_without_one_by_its_entry_id() {
-        let with_id: RawEntry = ("1-0".into(), vec![(field::JOB_ID.into(), b"j1".to_vec())]);
-        assert!(holds(&with_id, "j1"));
-        assert!(!holds(&with_id, "1-0"));
-        let plain: RawEntry = ("2-0".into(), vec![("type".into(), b"a.b".to_vec())]);
-        assert!(holds(&plain, "2-0"));
-        assert!(!holds(&plain, "j1"));
     }
 }
