@@ -34,7 +34,7 @@ pub use connection::Connection;
 pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
 pub use kv::BucketSize;
-pub use produce::JobResult;
+pub use produce::{Enqueued, JobResult, UNIQUE_CAP, unique_ttl_ms};
 pub use reclaim::{ClaimCursor, ConsumerStats};
 pub use record::{Record, Recorded, Unwritten};
 pub use target::Target;
@@ -55,6 +55,9 @@ pub enum BrokerError {
     },
     #[error("Redis at {url}: {error}")]
     Command { url: String, error: RedisError },
+    /// A key the write needs holds something it cannot take; nothing was written.
+    #[error("key {key} {reason}; delete or rename that key")]
+    Refused { key: String, reason: String },
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
