@@ -131,8 +131,10 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
             .and_then(|job| job.reply_to.as_deref())
             .filter(|key| key.starts_with(prefix))
     }
-    // Then the buckets written, as KEYS[5 + replies..].
+    // Then the buckets written, as KEYS[5 + replies..], then the unique keys
+    // released, as KEYS[5 + replies + buckets..].
     let mut buckets: Vec<&str> = Vec::new();
+    let mut uniques: Vec<&str> = Vec::new();
     for record in records {
         if let Some(reply) = reply_of(record, &prefix)
             && !replies.contains(&reply)
@@ -144,17 +146,24 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
                 buckets.push(&write.bucket);
             }
         }
+        if let Some(unique) = record.released_unique()
+            && !uniques.contains(&unique)
+        {
+            uniques.push(unique);
+        }
     }
     let bucket_keys: Vec<String> = buckets.iter().map(|b| keys.kv_bucket(b)).collect();
+    let unique_keys: Vec<String> = uniques.iter().map(|u| keys.unique(u)).collect();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script_sha)
-        .arg(4 + replies.len() + bucket_keys.len())
+        .arg(4 + replies.len() + bucket_keys.len() + unique_keys.len())
         .arg(&keys.stream)
         .arg(&keys.delayed)
         .arg(&keys.dlq)
         .arg(&keys.counters)
         .arg(&replies)
         .arg(&bucket_keys)
+        .arg(&unique_keys)
         .arg(&keys.group)
         .arg(records.len());
     let bucket_index = |bucket: &str| {
@@ -165,12 +174,31 @@ fn batch_command(records: &[Record<'_>], keys: &QueueKeys, script_sha: &str) -> 
         let reply = reply_of(record, &prefix)
             .and_then(|key| replies.iter().position(|r| *r == key))
             .map_or(0, |index| index + 5);
-        record.add_args(&mut cmd, keys, reply, &bucket_index);
+        let unique = record
+            .released_unique()
+            .and_then(|key| uniques.iter().position(|u| *u == key))
+            .map_or(0, |index| index + 5 + replies.len() + buckets.len());
+        record.add_args(&mut cmd, keys, reply, unique, &bucket_index);
     }
     cmd
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// The unique key this record's outcome releases: the job's, when the
+    /// outcome is final (done, dead, expired). A retry or a wait keeps it:
+    /// the job is still alive. An entry that never reached the host whole
+    /// (dead in place) or was malformed names none here; its key ends with
+    /// its TTL.
+    fn released_unique(&self) -> Option<&'a str> {
+        let job = self.delivery.job.as_ref().ok()?;
+        match self.outcome {
+            Outcome::Done { .. } | Outcome::Dead { .. } | Outcome::Expired => {
+                job.unique.as_ref().map(|key| key.as_str())
+            }
+            Outcome::Retry { .. } | Outcome::Wait { .. } => None,
+        }
+    }
+
     /// The key-value writes this record commits.
     fn kv_writes(&self) -> &[KvWrite] {
         match (self.outcome, &self.delivery.job) {
@@ -180,12 +208,14 @@ impl Record<'_> {
     }
 
     /// This record's arguments, as `record_outcomes.lua` reads them;
-    /// `bucket_index` gives a bucket's index into KEYS.
+    /// `reply` and `unique` are indexes into KEYS (0 for none), and
+    /// `bucket_index` gives a bucket's.
     fn add_args(
         &self,
         cmd: &mut redis::Cmd,
         keys: &QueueKeys,
         reply: usize,
+        unique: usize,
         bucket_index: &dyn Fn(&str) -> usize,
     ) {
         let job = self.delivery.job.as_ref().ok();
@@ -200,7 +230,8 @@ impl Record<'_> {
         cmd.arg(&self.delivery.entry_id)
             .arg(job.map_or(self.delivery.entry_id.as_str(), |job| job.job_id.as_str()))
             .arg(reply)
-            .arg(reply_text);
+            .arg(reply_text)
+            .arg(unique);
         if let Outcome::Done {
             follow_ups,
             kv_writes,
@@ -336,7 +367,44 @@ impl Record<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::JobType;
+    use crate::envelope::{JobType, UniqueKey};
+
+    #[test]
+    fn only_a_final_outcome_releases_the_unique_key() {
+        let mut job = Envelope::new(JobType::parse("a.b").unwrap(), b"{}".to_vec());
+        job.unique = Some(UniqueKey::parse("order-42").unwrap());
+        let delivery = Delivery {
+            entry_id: "1-0".into(),
+            job: Ok(job),
+            deliveries: 1,
+            bytes: 0,
+        };
+        let released = |outcome: Outcome| {
+            Record {
+                delivery: &delivery,
+                outcome: &outcome,
+                now_ms: 0,
+            }
+            .released_unique()
+            .map(str::to_owned)
+        };
+        let done = Outcome::Done {
+            output: Vec::new(),
+            follow_ups: Vec::new(),
+            kv_writes: Vec::new(),
+        };
+        assert_eq!(released(done).as_deref(), Some("order-42"));
+        let dead = Outcome::Dead {
+            reason: "no".into(),
+        };
+        assert_eq!(released(dead).as_deref(), Some("order-42"));
+        assert_eq!(released(Outcome::Expired).as_deref(), Some("order-42"));
+        let retry = Outcome::Retry {
+            after: std::time::Duration::from_secs(1),
+            error: "again".into(),
+        };
+        assert_eq!(released(retry), None, "the job lives on");
+    }
 
     #[test]
     fn done_without_follow_ups_takes_the_generic_arguments_shortcut() {
@@ -359,7 +427,7 @@ mod tests {
         };
         let keys = QueueKeys::new("ns", "q");
         let mut shortcut = redis::cmd("EVALSHA");
-        record.add_args(&mut shortcut, &keys, 0, &|_| 0);
+        record.add_args(&mut shortcut, &keys, 0, 0, &|_| 0);
         let (action, args) = record.action(&keys);
         let mut generic = redis::cmd("EVALSHA");
         generic
@@ -367,6 +435,7 @@ mod tests {
             .arg(job.job_id.as_str())
             .arg(0)
             .arg(b"")
+            .arg(0)
             .arg(action)
             .arg(args.len())
             .arg(args);

@@ -4,10 +4,12 @@
 -- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired,
 -- throttled),
 -- KEYS[5..] reply streams of producers waiting for some of these jobs, then
--- the key-value buckets (hashes) the jobs write
+-- the key-value buckets (hashes) the jobs write, then the unique keys
+-- (strings holding a job id) the jobs release
 -- ARGV[1] consumer group, ARGV[2] number of records, then per record:
 --   entry id, job id, reply (index into KEYS, 0 for none), reply text (the
---   output or the final error), action, n, and the action's n arguments:
+--   output or the final error), unique (index into KEYS of the job's unique
+--   key, 0 for none), action, n, and the action's n arguments:
 --   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...);
 --           then, if any arguments are left, the number of key-value writes
 --           and per write: its bucket (index into KEYS), "set", "del" or
@@ -36,6 +38,11 @@
 -- is not acknowledged: the entry stays pending, to be reclaimed and run again
 -- once the key is fixed. Writes the outcome does not need are skipped when
 -- impossible: the reply to a waiting producer, the counters.
+-- A final outcome (done, dead, dead-in-place, ack) releases the job's unique
+-- key in the same step: compare-and-delete, only while the key still holds
+-- this job's id (a job enqueued after the key's TTL ended holds it now). A
+-- retry or a wait keeps it. A unique key of another type is left alone and
+-- reported as skipped: the outcome is recorded all the same.
 -- Only the first caller to acknowledge an entry writes anything for it (XACK
 -- returns 0 once it is no longer pending), so a batch retried after a lost
 -- reply, or an entry finished by two hosts after a reclaim, never doubles a
@@ -44,7 +51,8 @@
 -- let it expire; nothing is written for it).
 -- Returns {recorded, held, skipped}: how many outcomes this call recorded;
 -- per outcome not recorded, its entry id, the key and why (a flat list of
--- triples); per write skipped, the entry id ('' for counters), the key and why.
+-- triples); per write skipped (a reply, a unique key's release, the
+-- counters), the entry id ('' for counters), the key and why.
 
 -- XADD * fails on a stream whose last id is this one.
 local MAX_ID = '18446744073709551615-18446744073709551615'
@@ -56,7 +64,8 @@ local group, n = ARGV[1], tonumber(ARGV[2])
 local NAMES = { zset = 'sorted set' }
 -- The counter and reply outcome of an action, where it is not the action's name.
 local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead', wait = 'throttled' }
--- Actions that leave the job to come back: a waiting producer hears nothing yet.
+-- Actions that leave the job to come back: a waiting producer hears nothing
+-- yet, and the job keeps its unique key.
 local NO_REPLY = { retry = true, wait = true }
 
 -- Why `key` cannot take a write of `kind` ('stream', 'zset', 'hash'), or
@@ -222,8 +231,8 @@ local possible = {}
 local at = 3
 for i = 1, n do
   starts[i] = at
-  local entry, action, nargs = ARGV[at], ARGV[at + 4], tonumber(ARGV[at + 5])
-  local first = at + 6
+  local entry, action, nargs = ARGV[at], ARGV[at + 5], tonumber(ARGV[at + 6])
+  local first = at + 7
   at = first + nargs
   local key, problem = nil, false
   if action == 'done' then
@@ -283,12 +292,26 @@ end
 
 local reply_state = {}
 for i = 1, n do
-  local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + 4]
+  local reply, action = tonumber(ARGV[starts[i] + 2]), ARGV[starts[i] + 5]
   if not hold[i] and reply > 0 and not NO_REPLY[action] and reply_state[reply] == nil then
     if redis.call('EXISTS', KEYS[reply]) == 0 then
       reply_state[reply] = 'gone'
     else
       reply_state[reply] = problem_of(KEYS[reply], 'stream')
+    end
+  end
+end
+
+-- Unique keys released: GET and DEL cannot fail on a string or a missing key.
+local releases = {}
+for i = 1, n do
+  local unique, action = tonumber(ARGV[starts[i] + 4]), ARGV[starts[i] + 5]
+  if not hold[i] and unique and unique > 0 and not NO_REPLY[action] then
+    local problem = problem_of(KEYS[unique], 'string')
+    if problem then
+      push(skipped, ARGV[starts[i]], KEYS[unique], problem)
+    else
+      releases[i] = KEYS[unique]
     end
   end
 end
@@ -318,9 +341,9 @@ local recorded = 0
 local acked = {}
 for i = 1, n do
   local start = starts[i]
-  local entry, job, reply, text, action = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3], ARGV[start + 4]
-  local nargs = tonumber(ARGV[start + 5])
-  local first = start + 6
+  local entry, job, reply, text, action = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3], ARGV[start + 5]
+  local nargs = tonumber(ARGV[start + 6])
+  local first = start + 7
   if not hold[i] and redis.call('XACK', KEYS[1], group, entry) == 1 then
     recorded = recorded + 1
     acked[recorded] = entry
@@ -358,6 +381,9 @@ for i = 1, n do
       redis.call('XADD', KEYS[3], '*', unpack(ARGV, first, first + nargs - 1))
     elseif action == 'dead-in-place' then
       redis.call('XADD', KEYS[3], '*', unpack(fields_in_place(entry, first + 1, first + nargs - 1)))
+    end
+    if releases[i] and redis.call('GET', releases[i]) == job then
+      redis.call('DEL', releases[i])
     end
   end
 end
