@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jobhost::client::{Client, Enqueued};
 use jobhost::keys::QueueKeys;
+use jobhost_tests::topologies::RedisCluster;
 use jobhost_tests::{
     Host, PluginDir, RedisServer, dead_letter, done_count, enqueue, jobhost, jobhost_bin,
     jobhost_with_stdin, keys, one_line_error, pending_count, wait_until,
@@ -125,6 +126,58 @@ fn a_key_is_free_again_once_its_job_is_done_or_dead() {
     let again = enqueue(&redis.url(), &["--unique", "d", "test.echo", "y"]);
     assert_ne!(again, dead);
     wait_done(&host, &again);
+}
+
+#[test]
+fn an_expired_job_frees_its_key() {
+    let redis = RedisServer::start();
+    let plugins = PluginDir::with(&["testbed"]);
+    let mut conn = redis.connection();
+    let stale = enqueue(
+        &redis.url(),
+        &["--unique", "e", "--expires-in", "1ms", "test.echo", "x"],
+    );
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    host.wait_for_log(&format!("job_id={stale} "), WAIT);
+    wait_until("the expired job releases its key", WAIT, || {
+        holder(&mut conn, "e").is_none()
+    });
+}
+
+#[test]
+fn unique_jobs_work_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["testbed"]);
+    let queue = cluster.queue_on_another_master("default");
+    let args = |payload: &'static str| {
+        vec![
+            "--queue",
+            queue.as_str(),
+            "--unique",
+            "k",
+            "test.echo",
+            payload,
+        ]
+    };
+    let first = enqueue(&url, &args("a"));
+    assert_duplicate_of(&try_enqueue(&url, &args("b")), &first);
+    let lines = r#"{"type":"test.echo","payload":"c","unique":"k"}"#;
+    let out = jobhost_with_stdin(
+        &["enqueue", "--batch", "--queue", &queue, "--redis", &url],
+        lines,
+    );
+    assert_eq!(out.status.code(), Some(EXIT_DUPLICATE));
+    assert_eq!(stdout_of(&out), first);
+
+    let host = Host::start(&url, plugins.path(), &["--queue", &queue]);
+    host.wait_for_log(
+        &format!("job_id={first} type=test.echo plugin=testbed attempt=1 outcome=done"),
+        WAIT,
+    );
+    wait_until("the key is released on its slot", WAIT, || {
+        try_enqueue(&url, &args("d")).status.success()
+    });
 }
 
 #[test]
