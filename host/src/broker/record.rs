@@ -52,7 +52,8 @@ pub struct Recorded {
     /// their entries stay pending (never lost), to be reclaimed and run again.
     pub held: Vec<Unwritten>,
     /// Writes the outcome does not need, skipped: a reply to a waiting
-    /// producer, the counters (entry id empty).
+    /// producer, the release of a unique key of another type, the counters
+    /// (entry id empty).
     pub skipped: Vec<Unwritten>,
 }
 
