@@ -103,7 +103,8 @@ impl Redis {
             return Ok(Vec::new());
         }
         if jobs.iter().any(|(job, _)| job.unique.is_some()) {
-            // A pipeline cannot load a script it is refused midway.
+            // An EVALSHA refused with NOSCRIPT inside a pipeline cannot be
+            // sent again alone (the commands after it already ran): load first.
             ENQUEUE_UNIQUE
                 .prepare_invoke()
                 .load_async(&mut self.conn)
