@@ -6,6 +6,12 @@
 //! (and `enqueue` waits once the buffer is full: back-pressure, not loss);
 //! when Redis returns, they are written in the order they were submitted.
 //!
+//! A job with a unique key (`enqueue_unique`) is different: its answer (queued,
+//! or a duplicate of a job holding the key) is what the caller asks for, so
+//! it goes straight to Redis, on a connection of the client's own, and is not
+//! buffered: it needs Redis now, and it is not ordered with buffered jobs
+//! (call `flush` first if it must come after them).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), jobhost::client::ClientError> {
 //! use jobhost::client::Client;
@@ -16,14 +22,16 @@
 //! # let _ = id; Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::backoff::Backoff;
+pub use crate::broker::Enqueued;
 use crate::broker::{BrokerError, CancelReport, JobResult, Redis};
-use crate::envelope::{Envelope, EnvelopeError, JobId, JobType, LimitKey};
+use crate::envelope::{Envelope, EnvelopeError, JobId, JobType, LimitKey, UniqueKey};
 use crate::keys::QueueKeys;
 
 /// Most jobs written in one round trip by the background task.
@@ -37,6 +45,12 @@ pub enum ClientError {
     Redis(#[from] BrokerError),
     #[error("the client's writer task has stopped")]
     Closed,
+    /// `submit` of a job with a unique key: the buffer could not say whether
+    /// it was a duplicate.
+    #[error(
+        "job {0} has a unique key: enqueue it with submit_unique, which says whether it is a duplicate"
+    )]
+    UniqueNotBuffered(JobId),
 }
 
 // Nearly every message is a job: boxing it would cost an allocation per job
@@ -54,6 +68,9 @@ pub struct Client {
     url: String,
     keys: QueueKeys,
     sender: mpsc::Sender<Message>,
+    /// The connection unique enqueues go through, opened on first use and
+    /// dropped after an error (the next call connects again).
+    direct: Arc<Mutex<Option<Redis>>>,
 }
 
 impl Client {
@@ -73,6 +90,7 @@ impl Client {
             url: url.to_owned(),
             keys,
             sender,
+            direct: Arc::default(),
         })
     }
 
@@ -99,8 +117,51 @@ impl Client {
         self.submit(job).await
     }
 
-    /// Submits a prepared envelope (trace id, max attempts, expiry, limit key...).
+    /// Enqueues one job with unique key `key`, straight to Redis (not
+    /// buffered): it is written only if no other job of this queue holds the
+    /// key, and then holds it until its final outcome (done, dead, expired),
+    /// but at most `unique_for`, or without it [`crate::broker::UNIQUE_CAP`].
+    /// Otherwise the answer is [`Enqueued::Duplicate`] with the holder's id.
+    pub async fn enqueue_unique(
+        &self,
+        job_type: &str,
+        payload: impl Into<Vec<u8>>,
+        key: &str,
+        unique_for: Option<Duration>,
+    ) -> Result<Enqueued, ClientError> {
+        let mut job = Envelope::new(JobType::parse(job_type)?, payload.into());
+        job.unique = Some(UniqueKey::parse(key)?);
+        self.submit_unique(job, unique_for).await
+    }
+
+    /// Enqueues a prepared envelope whose `unique` is set, straight to Redis,
+    /// as [`Client::enqueue_unique`] does (a job without a key is written the
+    /// same way, and always queued).
+    pub async fn submit_unique(
+        &self,
+        job: Envelope,
+        unique_for: Option<Duration>,
+    ) -> Result<Enqueued, ClientError> {
+        let mut direct = self.direct.lock().await;
+        let redis = match direct.as_mut() {
+            Some(redis) => redis,
+            None => direct.insert(Redis::connect(&self.url).await?),
+        };
+        let answer = redis.submit(&self.keys, &job, None, unique_for).await;
+        // A refusal (a key of another type) leaves the connection sound.
+        if matches!(answer, Err(ref error) if !matches!(error, BrokerError::Refused { .. })) {
+            *direct = None;
+        }
+        Ok(answer?)
+    }
+
+    /// Submits a prepared envelope (trace id, max attempts, expiry, limit
+    /// key...) to the buffer. A job with a unique key is refused
+    /// ([`ClientError::UniqueNotBuffered`]): use [`Client::submit_unique`].
     pub async fn submit(&self, job: Envelope) -> Result<JobId, ClientError> {
+        if job.unique.is_some() {
+            return Err(ClientError::UniqueNotBuffered(job.job_id));
+        }
         let id = job.job_id.clone();
         self.sender
             .send(Message::Job(job))
@@ -142,7 +203,7 @@ impl Client {
         let job = Envelope::new(JobType::parse(job_type)?, payload.into());
         let mut redis = Redis::connect(&self.url).await?;
         Ok(redis
-            .enqueue_and_wait(&self.keys, job, None, timeout)
+            .enqueue_and_wait(&self.keys, job, None, None, timeout)
             .await?)
     }
 }

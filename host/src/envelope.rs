@@ -31,6 +31,9 @@ pub mod field {
     /// The producer's limit key: the job counts against its own bucket of
     /// its plugin's fleet-wide limits.
     pub const LIMIT_KEY: &str = "limit_key";
+    /// The producer's unique key (`enqueue --unique KEY`): while the job is
+    /// waiting, delayed or running, another enqueue of that key is a duplicate.
+    pub const UNIQUE: &str = "unique";
     /// Host-internal: the rate slot (ms, Redis's clock) this job reserved and
     /// waited for; it needs no other rate token.
     pub const RATE_PAID: &str = "rate_paid";
@@ -47,6 +50,11 @@ impl JobId {
     /// A new, time-ordered job id.
     pub fn generate() -> Self {
         JobId(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// A job id as Redis holds it (a unique key's holder), taken as it is.
+    pub(crate) fn from_stored(id: String) -> Self {
+        JobId(id)
     }
 
     pub fn as_str(&self) -> &str {
@@ -118,23 +126,7 @@ impl LimitKey {
     pub const MAX_LEN: usize = 200;
 
     pub fn parse(value: &str) -> Result<Self, EnvelopeError> {
-        let invalid = |reason: String| EnvelopeError::Invalid {
-            field: field::LIMIT_KEY,
-            reason,
-        };
-        if value.is_empty() || value.len() > Self::MAX_LEN {
-            return Err(invalid(format!(
-                "a limit key must be 1 to {} bytes, not {}",
-                Self::MAX_LEN,
-                value.len()
-            )));
-        }
-        if value.chars().any(crate::logging::is_unsafe_in_log) {
-            return Err(invalid(format!(
-                "{value:?} holds control characters; a limit key is printable text"
-            )));
-        }
-        Ok(LimitKey(value.to_owned()))
+        printable_key(value, field::LIMIT_KEY, "limit key", Self::MAX_LEN).map(LimitKey)
     }
 
     pub fn as_str(&self) -> &str {
@@ -146,6 +138,57 @@ impl fmt::Display for LimitKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A producer's unique key (`enqueue --unique order-42`), checked like a
+/// [`LimitKey`]: 1 to [`UniqueKey::MAX_LEN`] bytes of printable text. It
+/// becomes part of a Redis key name (`keys::QueueKeys::unique`) and log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UniqueKey(String);
+
+impl UniqueKey {
+    /// Longest unique key, in bytes.
+    pub const MAX_LEN: usize = 200;
+
+    pub fn parse(value: &str) -> Result<Self, EnvelopeError> {
+        printable_key(value, field::UNIQUE, "unique key", Self::MAX_LEN).map(UniqueKey)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UniqueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `value` when it is 1 to `max` bytes with nothing a log must escape: a
+/// producer's key (`what`, read from field `name`) that names Redis keys.
+fn printable_key(
+    value: &str,
+    name: &'static str,
+    what: &str,
+    max: usize,
+) -> Result<String, EnvelopeError> {
+    let invalid = |reason: String| EnvelopeError::Invalid {
+        field: name,
+        reason,
+    };
+    if value.is_empty() || value.len() > max {
+        return Err(invalid(format!(
+            "a {what} must be 1 to {max} bytes, not {}",
+            value.len()
+        )));
+    }
+    if value.chars().any(crate::logging::is_unsafe_in_log) {
+        return Err(invalid(format!(
+            "{value:?} holds control characters; a {what} is printable text"
+        )));
+    }
+    Ok(value.to_owned())
 }
 
 /// Why a stream entry is not a job this host can run.
@@ -184,6 +227,8 @@ pub struct Envelope {
     pub reply_to: Option<String>,
     /// The producer's own bucket of its plugin's fleet-wide limits.
     pub limit_key: Option<LimitKey>,
+    /// The producer's unique key: the job holds it until its final outcome.
+    pub unique: Option<UniqueKey>,
     /// Host-internal: the fleet-wide rate slot (ms) this attempt already
     /// reserved; set while it waits for it, dropped by a retry.
     pub rate_paid: Option<u64>,
@@ -207,6 +252,7 @@ impl Envelope {
             expires_at: None,
             reply_to: None,
             limit_key: None,
+            unique: None,
             rate_paid: None,
             throttled: 0,
         }
@@ -250,6 +296,9 @@ impl Envelope {
         }
         if let Some(key) = &self.limit_key {
             write(field::LIMIT_KEY, key.0.as_bytes());
+        }
+        if let Some(key) = &self.unique {
+            write(field::UNIQUE, key.0.as_bytes());
         }
         if let Some(paid) = self.rate_paid {
             write(field::RATE_PAID, paid.to_string().as_bytes());
@@ -334,6 +383,7 @@ impl Envelope {
             // entry malformed (dead-lettered with the reason), never a Redis
             // key name of any length.
             limit_key: text(field::LIMIT_KEY)?.map(LimitKey::parse).transpose()?,
+            unique: text(field::UNIQUE)?.map(UniqueKey::parse).transpose()?,
             // Host-internal fields: unreadable ones are as good as absent.
             rate_paid: text(field::RATE_PAID)?.and_then(|v| v.parse().ok()),
             throttled: text(field::THROTTLED)?
@@ -438,6 +488,7 @@ mod tests {
         job.max_attempts = Some(3);
         job.expires_at = Some(format_rfc3339_ms(1_795_514_400_123));
         job.limit_key = Some(LimitKey::parse("acct_42").unwrap());
+        job.unique = Some(UniqueKey::parse("order-42").unwrap());
         job.rate_paid = Some(1_795_514_400_500);
         job.throttled = 3;
         let written: Vec<(String, Vec<u8>)> = job
@@ -515,6 +566,19 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_unique_key_is_checked_like_a_limit_key() {
+        assert!(UniqueKey::parse("order-42").is_ok());
+        assert!(UniqueKey::parse(&"k".repeat(200)).is_ok());
+        assert!(UniqueKey::parse(&"k".repeat(201)).is_err());
+        assert!(UniqueKey::parse("").is_err());
+        let error = UniqueKey::parse("a\u{1b}b").unwrap_err().to_string();
+        assert!(
+            error.contains("field `unique`") && error.contains("unique key"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -109,6 +109,19 @@ impl QueueKeys {
         format!("{}:result:{job_id}", self.prefix)
     }
 
+    /// The string holding the id of the job that holds unique key `key`
+    /// (`enqueue --unique KEY`) while it is waiting, delayed or running. It
+    /// lives under the queue's hash tag, so the enqueue's check and write and
+    /// the release with the job's outcome are each one step on one slot.
+    pub fn unique(&self, key: &str) -> String {
+        format!("{}{key}", self.unique_prefix())
+    }
+
+    /// The start of every unique key of this queue.
+    pub fn unique_prefix(&self) -> String {
+        format!("{}:unique:", self.prefix)
+    }
+
     /// The start of every reply stream of this queue.
     pub fn reply_prefix(&self) -> String {
         format!("{}:reply:", self.prefix)
@@ -173,6 +186,7 @@ mod tests {
         assert_eq!(keys.kv_bucket("counters"), "jobhost:{default}:kv:counters");
         assert_eq!(keys.cancelling, "jobhost:{default}:cancelling");
         assert_eq!(keys.result("j1"), "jobhost:{default}:result:j1");
+        assert_eq!(keys.unique("order-42"), "jobhost:{default}:unique:order-42");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
         assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");

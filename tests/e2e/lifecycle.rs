@@ -319,3 +319,36 @@ fn keys_of_another_type_are_reported_and_keep_no_host_from_serving() {
         .unwrap();
     one_line_error(&jobhost(&["job", &waiting, "--redis", &url]));
 }
+
+#[test]
+fn a_cancelled_unique_job_frees_its_key_whether_it_was_delayed_or_running() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let unique_enqueue = |args: &[&str]| {
+        jobhost(
+            &[
+                &["enqueue"],
+                args,
+                &["--unique", "order-7", "--redis", &url],
+            ]
+            .concat(),
+        )
+    };
+    let delayed = enqueue(
+        &url,
+        &["test.echo", "a", "--unique", "order-7", "--delay", "1h"],
+    );
+    assert_eq!(unique_enqueue(&["test.echo", "b"]).status.code(), Some(3));
+    ok_stdout(cancel(&url, &[&delayed]));
+    let running = ok_stdout(unique_enqueue(&["test.sleep", "30000"]));
+    let running = running.trim();
+    assert_ne!(running, delayed);
+
+    let plugins = PluginDir::with(&["testbed"]);
+    let _host = Host::builder(&url, plugins.path()).start();
+    wait_until("the job runs", WAIT, || state(&url, running) == "running");
+    assert_eq!(unique_enqueue(&["test.echo", "c"]).status.code(), Some(3));
+    ok_stdout(cancel(&url, &[running]));
+    let third = unique_enqueue(&["test.echo", "d"]);
+    assert_eq!(third.status.code(), Some(0), "{third:?}");
+}

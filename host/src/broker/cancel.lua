@@ -3,11 +3,12 @@
 --
 -- KEYS[1] the stream, KEYS[2] the delayed set, KEYS[3] the cancelling hash,
 -- KEYS[4] the counters hash, KEYS[5] the job's result hash, KEYS[6] the
--- reply stream of a producer waiting for it (KEYS[5] again when none)
+-- reply stream of a producer waiting for it (KEYS[5] again when none),
+-- KEYS[7] the job's unique key (KEYS[5] again when none)
 -- ARGV[1] consumer group, ARGV[2] job id, ARGV[3] "stream" or "delayed",
 -- ARGV[4] the entry id or the delayed-set member found by the lookup,
 -- ARGV[5] now (ms), ARGV[6] how long the result is kept (ms), ARGV[7] 1 when
--- KEYS[6] is a reply stream
+-- KEYS[6] is a reply stream, ARGV[8] 1 when KEYS[7] is a unique key
 --
 -- Returns {"cancelled"}; {"running", consumer} when a host holds the entry
 -- (marked: that host stops it, or the one that reclaims it); {"gone"} when
@@ -16,10 +17,13 @@
 --
 -- Every check comes before the first write (the XDEL or ZREM), and no write
 -- after it can fail: the result hash is deleted before it is written, the
--- counters and the reply are written only when their keys can take it.
+-- counters, the reply and the unique key's release are written only when
+-- their keys can take it. A cancelled job's mark and unique key (if it still
+-- holds this job) go with it.
 
 local group, job, where, found = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, keep, has_reply = ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
+local has_unique = ARGV[8] == '1'
 
 local function is(key, kind)
   local t = redis.call('TYPE', key)['ok']
@@ -49,6 +53,10 @@ else
   end
 end
 
+redis.call('HDEL', KEYS[3], job)
+if has_unique and redis.call('TYPE', KEYS[7])['ok'] == 'string' and redis.call('GET', KEYS[7]) == job then
+  redis.call('DEL', KEYS[7])
+end
 if is(KEYS[4], 'hash') then
   local count = redis.call('HGET', KEYS[4], 'cancelled')
   if not count or count:match('^%d+$') and #count <= 18 then

@@ -50,6 +50,8 @@ impl Redis {
             .field(field::REPLY_TO)
             .filter(|key| key.starts_with(&keys.reply_prefix()));
         let reply_key = reply.clone().unwrap_or_else(|| result.clone());
+        let unique = found.field(field::UNIQUE).map(|key| keys.unique(&key));
+        let unique_key = unique.clone().unwrap_or_else(|| result.clone());
         let answer: Vec<String> = self
             .invoke(
                 CANCEL
@@ -59,13 +61,15 @@ impl Redis {
                     .key(&keys.counters)
                     .key(&result)
                     .key(&reply_key)
+                    .key(&unique_key)
                     .arg(&keys.group)
                     .arg(job_id)
                     .arg(place)
                     .arg(target)
                     .arg(now_ms())
                     .arg(keep.as_millis() as u64)
-                    .arg(u8::from(reply.is_some())),
+                    .arg(u8::from(reply.is_some()))
+                    .arg(u8::from(unique.is_some())),
             )
             .await?;
         Ok(match answer.first().map(String::as_str) {

@@ -39,7 +39,7 @@ pub use consume::READ_BLOCK;
 pub use entries::{Delivery, Malformed};
 pub use kv::BucketSize;
 pub use lookup::{Found, Kept, Place};
-pub use produce::JobResult;
+pub use produce::{Enqueued, JobResult, UNIQUE_CAP, unique_ttl_ms};
 pub use reclaim::{ClaimCursor, ConsumerStats};
 pub use record::{KeepResults, Record, Recorded, Unwritten};
 pub use target::Target;
@@ -62,6 +62,9 @@ pub enum BrokerError {
     Command { url: String, error: RedisError },
     #[error("key {key} holds another type than jobhost keeps there; delete it")]
     WrongType { key: String },
+    /// A key the write needs holds something it cannot take; nothing was written.
+    #[error("key {key} {reason}; delete or rename that key")]
+    Refused { key: String, reason: String },
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.

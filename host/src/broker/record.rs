@@ -64,7 +64,8 @@ pub struct Recorded {
     /// their entries stay pending (never lost), to be reclaimed and run again.
     pub held: Vec<Unwritten>,
     /// Writes the outcome does not need, skipped: a reply to a waiting
-    /// producer, the counters (entry id empty).
+    /// producer, the release of a unique key of another type, the counters
+    /// (entry id empty).
     pub skipped: Vec<Unwritten>,
 }
 
@@ -148,8 +149,10 @@ fn batch_command(
             .and_then(|job| job.reply_to.as_deref())
             .filter(|key| key.starts_with(prefix))
     }
-    // Then the buckets written, as KEYS[6 + replies..], then the kept results.
+    // Then the buckets written, as KEYS[6 + replies..], then the unique keys
+    // released, then the kept results.
     let mut buckets: Vec<&str> = Vec::new();
+    let mut uniques: Vec<&str> = Vec::new();
     for record in records {
         if let Some(reply) = reply_of(record, &prefix)
             && !replies.contains(&reply)
@@ -161,8 +164,14 @@ fn batch_command(
                 buckets.push(&write.bucket);
             }
         }
+        if let Some(unique) = record.released_unique()
+            && !uniques.contains(&unique)
+        {
+            uniques.push(unique);
+        }
     }
     let bucket_keys: Vec<String> = buckets.iter().map(|b| keys.kv_bucket(b)).collect();
+    let unique_keys: Vec<String> = uniques.iter().map(|u| keys.unique(u)).collect();
     // One result hash per record with a final outcome, when they are kept.
     let results: Vec<Option<String>> = records
         .iter()
@@ -171,7 +180,7 @@ fn batch_command(
     let result_keys: Vec<&String> = results.iter().flatten().collect();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script_sha)
-        .arg(5 + replies.len() + bucket_keys.len() + result_keys.len())
+        .arg(5 + replies.len() + bucket_keys.len() + unique_keys.len() + result_keys.len())
         .arg(&keys.stream)
         .arg(&keys.delayed)
         .arg(&keys.dlq)
@@ -179,6 +188,7 @@ fn batch_command(
         .arg(&keys.cancelling)
         .arg(&replies)
         .arg(&bucket_keys)
+        .arg(&unique_keys)
         .arg(&result_keys)
         .arg(&keys.group)
         .arg(records.len())
@@ -189,11 +199,15 @@ fn batch_command(
         let at = buckets.iter().position(|b| *b == bucket).unwrap_or(0);
         6 + replies.len() + at
     };
-    let mut next_result = 6 + replies.len() + bucket_keys.len();
+    let mut next_result = 6 + replies.len() + bucket_keys.len() + unique_keys.len();
     for (record, result) in records.iter().zip(&results) {
         let reply = reply_of(record, &prefix)
             .and_then(|key| replies.iter().position(|r| *r == key))
             .map_or(0, |index| index + 6);
+        let unique = record
+            .released_unique()
+            .and_then(|key| uniques.iter().position(|u| *u == key))
+            .map_or(0, |index| index + 6 + replies.len() + buckets.len());
         let result = match result {
             Some(_) => {
                 next_result += 1;
@@ -201,12 +215,12 @@ fn batch_command(
             }
             None => 0,
         };
-        record.add_args(&mut cmd, keys, reply, result, &bucket_index);
+        record.add_args(&mut cmd, keys, reply, unique, result, &bucket_index);
     }
     cmd
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
     /// The job's id (an entry without a readable job is known by its entry id).
     fn job_id(&self) -> &str {
         self.delivery
@@ -220,6 +234,21 @@ impl Record<'_> {
         !matches!(self.outcome, Outcome::Retry { .. } | Outcome::Wait { .. })
     }
 
+    /// The unique key this record's outcome releases: the job's, when the
+    /// outcome is final (done, dead, expired, cancelled). A retry or a wait
+    /// keeps it: the job is still alive. An entry that never reached the
+    /// host whole (dead in place) or was malformed names none here; its key
+    /// ends with its TTL.
+    fn released_unique(&self) -> Option<&'a str> {
+        let job = self.delivery.job.as_ref().ok()?;
+        match self.outcome {
+            Outcome::Done { .. } | Outcome::Dead { .. } | Outcome::Expired | Outcome::Cancelled => {
+                job.unique.as_ref().map(|key| key.as_str())
+            }
+            Outcome::Retry { .. } | Outcome::Wait { .. } => None,
+        }
+    }
+
     /// The key-value writes this record commits.
     fn kv_writes(&self) -> &[KvWrite] {
         match (self.outcome, &self.delivery.job) {
@@ -229,12 +258,14 @@ impl Record<'_> {
     }
 
     /// This record's arguments, as `record_outcomes.lua` reads them;
-    /// `bucket_index` gives a bucket's index into KEYS.
+    /// `reply`, `unique` and `result` are indexes into KEYS (0 for none),
+    /// and `bucket_index` gives a bucket's.
     fn add_args(
         &self,
         cmd: &mut redis::Cmd,
         keys: &QueueKeys,
         reply: usize,
+        unique: usize,
         result: usize,
         bucket_index: &dyn Fn(&str) -> usize,
     ) {
@@ -253,6 +284,7 @@ impl Record<'_> {
             .arg(self.job_id())
             .arg(reply)
             .arg(reply_text)
+            .arg(unique)
             .arg(result)
             .arg(job.map_or(1, |job| job.attempt));
         if let Outcome::Done {
@@ -391,7 +423,44 @@ impl Record<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::JobType;
+    use crate::envelope::{JobType, UniqueKey};
+
+    #[test]
+    fn only_a_final_outcome_releases_the_unique_key() {
+        let mut job = Envelope::new(JobType::parse("a.b").unwrap(), b"{}".to_vec());
+        job.unique = Some(UniqueKey::parse("order-42").unwrap());
+        let delivery = Delivery {
+            entry_id: "1-0".into(),
+            job: Ok(job),
+            deliveries: 1,
+            bytes: 0,
+        };
+        let released = |outcome: Outcome| {
+            Record {
+                delivery: &delivery,
+                outcome: &outcome,
+                now_ms: 0,
+            }
+            .released_unique()
+            .map(str::to_owned)
+        };
+        let done = Outcome::Done {
+            output: Vec::new(),
+            follow_ups: Vec::new(),
+            kv_writes: Vec::new(),
+        };
+        assert_eq!(released(done).as_deref(), Some("order-42"));
+        let dead = Outcome::Dead {
+            reason: "no".into(),
+        };
+        assert_eq!(released(dead).as_deref(), Some("order-42"));
+        assert_eq!(released(Outcome::Expired).as_deref(), Some("order-42"));
+        let retry = Outcome::Retry {
+            after: std::time::Duration::from_secs(1),
+            error: "again".into(),
+        };
+        assert_eq!(released(retry), None, "the job lives on");
+    }
 
     #[test]
     fn done_without_follow_ups_takes_the_generic_arguments_shortcut() {
@@ -414,7 +483,7 @@ mod tests {
         };
         let keys = QueueKeys::new("ns", "q");
         let mut shortcut = redis::cmd("EVALSHA");
-        record.add_args(&mut shortcut, &keys, 0, 0, &|_| 0);
+        record.add_args(&mut shortcut, &keys, 0, 0, 0, &|_| 0);
         let (action, args) = record.action(&keys);
         let mut generic = redis::cmd("EVALSHA");
         generic
@@ -422,6 +491,7 @@ mod tests {
             .arg(job.job_id.as_str())
             .arg(0)
             .arg(b"")
+            .arg(0)
             .arg(0)
             .arg(1)
             .arg(action)

@@ -4,15 +4,17 @@
 -- dead-letter stream, KEYS[4] its counters hash (done, retry, dead, expired,
 -- cancelled, throttled), KEYS[5] its cancelling hash (jobs asked to stop),
 -- KEYS[6..] reply streams of producers waiting for some of these jobs, then
--- the key-value buckets (hashes) the jobs write, then the result hashes of
+-- the key-value buckets (hashes) the jobs write, then the unique keys
+-- (strings holding a job id) the jobs release, then the result hashes of
 -- jobs whose outcome is kept
 -- ARGV[1] consumer group, ARGV[2] number of records, ARGV[3] how long a
 -- kept outcome lives (ms, 0 when none is kept), ARGV[4] the recording host,
 -- ARGV[5] now (ms), then per record:
 --   entry id, job id, reply (index into KEYS, 0 for none), reply text (the
---   output or the final error), result (index into KEYS of the hash its
---   final outcome is kept in, 0 for none), attempt, action, n, and the
---   action's n arguments:
+--   output or the final error), unique (index into KEYS of the job's unique
+--   key, 0 for none), result (index into KEYS of the hash its final outcome
+--   is kept in, 0 for none), attempt, action, n, and the action's n
+--   arguments:
 --   "done"  number of follow-up jobs, then per job: field count, its fields (k, v, ...);
 --           then, if any arguments are left, the number of key-value writes
 --           and per write: its bucket (index into KEYS), "set", "del" or
@@ -45,6 +47,11 @@
 -- A final outcome (not retry or wait) also deletes the job's mark in the
 -- cancelling hash, when that hash exists, and writes its kept result hash
 -- (deleted first: whatever held that key, the writes cannot fail).
+-- A final outcome (done, dead, dead-in-place, ack, cancelled) releases the
+-- job's unique key in the same step: compare-and-delete, only while the key
+-- still holds this job's id (a job enqueued after the key's TTL ended holds
+-- it now). A retry or a wait keeps it. A unique key of another type is left
+-- alone and reported as skipped: the outcome is recorded all the same.
 -- Only the first caller to acknowledge an entry writes anything for it (XACK
 -- returns 0 once it is no longer pending), so a batch retried after a lost
 -- reply, or an entry finished by two hosts after a reclaim, never doubles a
@@ -53,7 +60,8 @@
 -- let it expire; nothing is written for it).
 -- Returns {recorded, held, skipped}: how many outcomes this call recorded;
 -- per outcome not recorded, its entry id, the key and why (a flat list of
--- triples); per write skipped, the entry id ('' for counters), the key and why.
+-- triples); per write skipped (a reply, a unique key's release, the
+-- counters), the entry id ('' for counters), the key and why.
 
 -- XADD * fails on a stream whose last id is this one.
 local MAX_ID = '18446744073709551615-18446744073709551615'
@@ -66,11 +74,12 @@ local keep_ms, host, now_ms = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 -- Where each record's arguments start, after the batch's own.
 local FIRST_RECORD = 6
 -- A record's fixed arguments before its action's list.
-local ACTION_AT, NARGS_AT, ARGS_AT = 6, 7, 8
+local ACTION_AT, NARGS_AT, ARGS_AT = 7, 8, 9
 local NAMES = { zset = 'sorted set' }
 -- The counter and reply outcome of an action, where it is not the action's name.
 local OUTCOME_OF = { ack = 'expired', ['dead-in-place'] = 'dead', wait = 'throttled' }
--- Actions that leave the job to come back: a waiting producer hears nothing yet.
+-- Actions that leave the job to come back: a waiting producer hears nothing
+-- yet, and the job keeps its unique key.
 local NO_REPLY = { retry = true, wait = true }
 
 -- Why `key` cannot take a write of `kind` ('stream', 'zset', 'hash'), or
@@ -318,6 +327,20 @@ if marks then
   end
 end
 
+-- Unique keys released: GET and DEL cannot fail on a string or a missing key.
+local releases = {}
+for i = 1, n do
+  local unique, action = tonumber(ARGV[starts[i] + 4]), ARGV[starts[i] + ACTION_AT]
+  if not hold[i] and unique and unique > 0 and not NO_REPLY[action] then
+    local problem = problem_of(KEYS[unique], 'string')
+    if problem then
+      push(skipped, ARGV[starts[i]], KEYS[unique], problem)
+    else
+      releases[i] = KEYS[unique]
+    end
+  end
+end
+
 -- HINCRBY fails on a field that is no integer or would overflow; 18 digits
 -- plus a batch cannot.
 local counter_ok = {}
@@ -344,7 +367,7 @@ local acked = {}
 for i = 1, n do
   local start = starts[i]
   local entry, job, reply, text = ARGV[start], ARGV[start + 1], tonumber(ARGV[start + 2]), ARGV[start + 3]
-  local result, attempt = tonumber(ARGV[start + 4]), ARGV[start + 5]
+  local result, attempt = tonumber(ARGV[start + 5]), ARGV[start + 6]
   local action, nargs = ARGV[start + ACTION_AT], tonumber(ARGV[start + NARGS_AT])
   local first = start + ARGS_AT
   if not hold[i] and redis.call('XACK', KEYS[1], group, entry) == 1 then
@@ -395,6 +418,9 @@ for i = 1, n do
       redis.call('XADD', KEYS[3], '*', unpack(ARGV, first, first + nargs - 1))
     elseif action == 'dead-in-place' then
       redis.call('XADD', KEYS[3], '*', unpack(fields_in_place(entry, first + 1, first + nargs - 1)))
+    end
+    if releases[i] and redis.call('GET', releases[i]) == job then
+      redis.call('DEL', releases[i])
     end
   end
 end

@@ -1,5 +1,11 @@
 //! `jobhost enqueue`: one job (optionally waiting for its outcome), or a batch
 //! of NDJSON lines from stdin, pipelined.
+//!
+//! A job with a unique key (`--unique KEY`, a line's `"unique"`) that another
+//! job of the queue holds is not enqueued: the holder's id is printed on
+//! stdout where the job's own id would be, a note on stderr, and the exit
+//! code is [`EXIT_DUPLICATE`] (for `--batch`: if any line was a duplicate;
+//! the other lines are enqueued).
 
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
@@ -8,8 +14,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{QueueArgs, parse_duration};
-use crate::broker::{JobResult, Redis};
-use crate::envelope::{Envelope, JobType, LimitKey, format_rfc3339_ms, now_ms, parse_rfc3339_ms};
+use crate::broker::{Enqueued, JobResult, Redis};
+use crate::envelope::{
+    Envelope, JobId, JobType, LimitKey, UniqueKey, format_rfc3339_ms, now_ms, parse_rfc3339_ms,
+};
 use crate::keys::QueueKeys;
 
 /// Largest payload `enqueue` accepts.
@@ -20,6 +28,8 @@ const BATCH_CHUNK: usize = 1000;
 pub const EXIT_TIMED_OUT: i32 = 124;
 /// Exit code when the job `--wait` waits for is cancelled.
 pub const EXIT_CANCELLED: i32 = 4;
+/// Exit code when the job was a duplicate: another job holds its unique key.
+pub const EXIT_DUPLICATE: i32 = 3;
 
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
@@ -47,6 +57,15 @@ pub struct EnqueueArgs {
     /// (each key gets the plugin's rate and concurrency), e.g. acct_42.
     #[arg(long, value_name = "KEY")]
     pub limit_key: Option<String>,
+    /// Enqueue only if no job of the queue holding this unique key is waiting,
+    /// delayed or running; otherwise print that job's id and exit 3.
+    #[arg(long, value_name = "KEY", conflicts_with = "batch")]
+    pub unique: Option<String>,
+    /// Hold the unique key at most this long from now, e.g. 10m (default:
+    /// until the job's final outcome, at most 24 h after it is due). With
+    /// --batch: for lines with a "unique" key and no "unique_for".
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unique_for: Option<Duration>,
     /// Run no earlier than this long from now, e.g. 30s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "at")]
     pub delay: Option<Duration>,
@@ -74,6 +93,25 @@ fn limit_key(args: &EnqueueArgs) -> anyhow::Result<Option<LimitKey>> {
         .transpose()
 }
 
+/// `--unique`, checked like `--limit-key`.
+fn unique_key(args: &EnqueueArgs) -> anyhow::Result<Option<UniqueKey>> {
+    if args.unique.is_none() && args.unique_for.is_some() && !args.batch {
+        bail!("--unique-for needs --unique KEY");
+    }
+    args.unique
+        .as_deref()
+        .map(|key| UniqueKey::parse(key).map_err(|e| anyhow::anyhow!("--unique: {e}")))
+        .transpose()
+}
+
+/// Tells that the job was not enqueued: the holder's id on stdout, where the
+/// job's own id would be, and why on stderr.
+fn report_duplicate(first: &JobId, key: Option<&UniqueKey>) {
+    println!("{first}");
+    let key = key.map_or("", UniqueKey::as_str);
+    eprintln!("jobhost: duplicate of {first} (unique key {key}); not enqueued");
+}
+
 fn parse_time(text: &str) -> Result<u64, String> {
     parse_rfc3339_ms(text)
         .ok_or_else(|| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z)"))
@@ -91,6 +129,7 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     check_payload(&payload)?;
     let mut job = Envelope::new(job_type, payload);
     job.limit_key = limit_key(&args)?;
+    job.unique = unique_key(&args)?;
     job.trace_id = args.trace_id;
     job.max_attempts = args.max_attempts;
     job.producer = Some("jobhost-cli".to_owned());
@@ -105,10 +144,10 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
     let keys = args.queue.keys()?;
     if args.wait {
-        let id = job.job_id.clone();
+        let (id, unique) = (job.job_id.clone(), job.unique.clone());
         return Ok(
             match redis
-                .enqueue_and_wait(&keys, job, due, args.timeout)
+                .enqueue_and_wait(&keys, job, due, args.unique_for, args.timeout)
                 .await?
             {
                 JobResult::Done(output) => {
@@ -140,17 +179,23 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
                     );
                     EXIT_TIMED_OUT
                 }
+                JobResult::Duplicate(first) => {
+                    report_duplicate(&first, unique.as_ref());
+                    EXIT_DUPLICATE
+                }
             },
         );
     }
-    match due {
-        Some(due) => redis.schedule(&keys, &job, due).await?,
-        None => {
-            redis.enqueue(&keys, &job).await?;
+    match redis.submit(&keys, &job, due, args.unique_for).await? {
+        Enqueued::Queued(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Enqueued::Duplicate(first) => {
+            report_duplicate(&first, job.unique.as_ref());
+            Ok(EXIT_DUPLICATE)
         }
     }
-    println!("{}", job.job_id);
-    Ok(0)
 }
 
 /// The payload as given: the argument's text, stdin's bytes for `-`, or a
@@ -202,16 +247,31 @@ struct BatchLine {
     max_attempts: Option<u32>,
     #[serde(default)]
     limit_key: Option<String>,
+    /// A unique key: the line is a duplicate while a job holding it lives.
+    #[serde(default)]
+    unique: Option<String>,
+    /// How long the key is held at most, e.g. "10m".
+    #[serde(default)]
+    unique_for: Option<String>,
 }
 
-/// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id.
-/// A bad line stops the batch with its line number; earlier chunks stay enqueued.
+/// One job of a `--batch`, with its line number and how long its unique key is held.
+struct BatchJob {
+    line: usize,
+    job: Envelope,
+    unique_for: Option<Duration>,
+}
+
+/// Enqueues NDJSON lines from stdin in pipelined chunks, printing each job id
+/// (a duplicate's: the holder's, reported on stderr with its line number).
+/// A bad line stops the batch with its line number; earlier chunks stay
+/// enqueued.
 async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
     let default_key = limit_key(&args)?;
     let mut redis = Redis::connect(&args.queue.redis_url()).await?;
     let keys = args.queue.keys()?;
     let mut chunk = Vec::with_capacity(BATCH_CHUNK);
-    let mut total = 0usize;
+    let mut tally = Tally::default();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let line = line.context("reading stdin")?;
@@ -223,19 +283,41 @@ async fn enqueue_batch(args: EnqueueArgs) -> anyhow::Result<i32> {
             trace_id: args.trace_id.as_deref(),
             max_attempts: args.max_attempts,
             limit_key: default_key.as_ref(),
+            unique_for: args.unique_for,
         };
-        let job = parse_line(&line, &defaults).map_err(|e| {
-            anyhow::anyhow!("line {number}: {e:#} ({total} jobs before it were enqueued)")
+        let (job, unique_for) = parse_line(&line, &defaults).map_err(|e| {
+            anyhow::anyhow!(
+                "line {number}: {e:#} ({} jobs before it were enqueued)",
+                tally.queued
+            )
         })?;
-        chunk.push(job);
+        chunk.push(BatchJob {
+            line: number,
+            job,
+            unique_for,
+        });
         if chunk.len() == BATCH_CHUNK {
-            total += flush(&mut redis, &keys, &mut chunk, &mut stdout).await?;
+            flush(&mut redis, &keys, &mut chunk, &mut stdout, &mut tally).await?;
         }
     }
-    total += flush(&mut redis, &keys, &mut chunk, &mut stdout).await?;
+    flush(&mut redis, &keys, &mut chunk, &mut stdout, &mut tally).await?;
     stdout.flush()?;
-    eprintln!("enqueued {total} jobs");
+    if tally.duplicates > 0 {
+        eprintln!(
+            "enqueued {} jobs; {} duplicates not enqueued",
+            tally.queued, tally.duplicates
+        );
+        return Ok(EXIT_DUPLICATE);
+    }
+    eprintln!("enqueued {} jobs", tally.queued);
     Ok(0)
+}
+
+/// What a `--batch` did so far.
+#[derive(Default)]
+struct Tally {
+    queued: usize,
+    duplicates: usize,
 }
 
 /// What a `--batch` line that does not say otherwise gets from the flags.
@@ -243,9 +325,14 @@ struct LineDefaults<'a> {
     trace_id: Option<&'a str>,
     max_attempts: Option<u32>,
     limit_key: Option<&'a LimitKey>,
+    unique_for: Option<Duration>,
 }
 
-fn parse_line(line: &str, defaults: &LineDefaults<'_>) -> anyhow::Result<Envelope> {
+/// The job of one `--batch` line, and how long its unique key is held.
+fn parse_line(
+    line: &str,
+    defaults: &LineDefaults<'_>,
+) -> anyhow::Result<(Envelope, Option<Duration>)> {
     use base64::Engine as _;
     let parsed: BatchLine =
         serde_json::from_str(line).context("not a {\"type\":..,\"payload\":..} object")?;
@@ -266,21 +353,57 @@ fn parse_line(line: &str, defaults: &LineDefaults<'_>) -> anyhow::Result<Envelop
         Some(key) => Some(LimitKey::parse(&key)?),
         None => defaults.limit_key.cloned(),
     };
+    job.unique = parsed.unique.as_deref().map(UniqueKey::parse).transpose()?;
+    let unique_for = match parsed.unique_for {
+        Some(_) if job.unique.is_none() => bail!("\"unique_for\" needs a \"unique\" key"),
+        Some(text) => Some(parse_duration(&text).map_err(|e| anyhow::anyhow!("unique_for: {e}"))?),
+        None => defaults.unique_for.filter(|_| job.unique.is_some()),
+    };
     job.producer = Some("jobhost-cli".to_owned());
-    Ok(job)
+    Ok((job, unique_for))
 }
 
+/// Sends `chunk` in one round trip and prints an id per job: its own, or for
+/// a duplicate the holder's. A key that refused a job (another type) stops
+/// the batch once the chunk's answers are printed.
 async fn flush(
     redis: &mut Redis,
     keys: &QueueKeys,
-    chunk: &mut Vec<Envelope>,
+    chunk: &mut Vec<BatchJob>,
     out: &mut impl Write,
-) -> anyhow::Result<usize> {
-    redis.enqueue_batch(keys, chunk).await?;
-    for job in chunk.iter() {
-        writeln!(out, "{}", job.job_id)?;
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let lines: Vec<usize> = chunk.iter().map(|batch| batch.line).collect();
+    let jobs: Vec<(Envelope, Option<Duration>)> = chunk
+        .drain(..)
+        .map(|batch| (batch.job, batch.unique_for))
+        .collect();
+    let answers = redis.submit_batch(keys, &jobs).await?;
+    let mut refused = None;
+    for (((job, _), line), answer) in jobs.iter().zip(lines).zip(answers) {
+        match answer {
+            Ok(Enqueued::Queued(id)) => {
+                writeln!(out, "{id}")?;
+                tally.queued += 1;
+            }
+            Ok(Enqueued::Duplicate(first)) => {
+                writeln!(out, "{first}")?;
+                out.flush()?;
+                let key = job.unique.as_ref().map_or("", UniqueKey::as_str);
+                eprintln!("jobhost: line {line}: duplicate of {first} (unique key {key})");
+                tally.duplicates += 1;
+            }
+            Err(error) => {
+                refused.get_or_insert((line, error));
+            }
+        }
     }
-    let sent = chunk.len();
-    chunk.clear();
-    Ok(sent)
+    if let Some((line, error)) = refused {
+        out.flush()?;
+        bail!(
+            "line {line}: {error} ({} jobs were enqueued, the others of its round trip included)",
+            tally.queued
+        );
+    }
+    Ok(())
 }

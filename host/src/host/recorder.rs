@@ -79,6 +79,7 @@ async fn record_batch(
             .collect();
         let recorded = record(redis, keys, &records, keep, health).await;
         drop(records);
+        let unique_prefix = keys.unique_prefix();
         for done in batch.drain(..) {
             let entry_id = done.finished.delivery.entry_id.as_str();
             match recorded.held.iter().find(|held| held.entry_id == entry_id) {
@@ -86,7 +87,11 @@ async fn record_batch(
                 None => log_finished(&done.finished, &keys.queue, metrics),
             }
             for skipped in recorded.skipped.iter().filter(|s| s.entry_id == entry_id) {
-                log_skipped_reply(&done.finished, skipped);
+                if skipped.key.starts_with(&unique_prefix) {
+                    log_kept_unique(&done.finished, skipped);
+                } else {
+                    log_skipped_reply(&done.finished, skipped);
+                }
             }
         }
         for skipped in recorded.skipped.iter().filter(|s| s.entry_id.is_empty()) {
@@ -168,6 +173,23 @@ fn log_skipped_reply(finished: &Finished, skipped: &Unwritten) {
     tracing::warn!(
         %job_id, %key,
         "reply to the waiting producer skipped: key {key} {reason}; the outcome itself is recorded"
+    );
+}
+
+/// A unique key the job's final outcome could not release: it holds
+/// something other than a job id, so it is left alone.
+fn log_kept_unique(finished: &Finished, skipped: &Unwritten) {
+    let job_id = finished
+        .delivery
+        .job
+        .as_ref()
+        .map_or(finished.delivery.entry_id.as_str(), |job| {
+            job.job_id.as_str()
+        });
+    let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
+    tracing::warn!(
+        %job_id, %key,
+        "unique key not released: key {key} {reason}; delete that key; the outcome itself is recorded"
     );
 }
 
