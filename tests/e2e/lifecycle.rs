@@ -352,3 +352,46 @@ fn a_cancelled_unique_job_frees_its_key_whether_it_was_delayed_or_running() {
     let third = unique_enqueue(&["test.echo", "d"]);
     assert_eq!(third.status.code(), Some(0), "{third:?}");
 }
+
+fn signal(host: &Host, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(host.pid() as libc::pid_t, signal);
+    }
+}
+
+#[test]
+fn a_running_job_of_a_frozen_host_is_cancelled_by_the_host_that_reclaims_it_without_running() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let plugins = PluginDir::with(&["testbed"]);
+    let reclaim = ["--claim-idle", "1s"];
+    let frozen = Host::builder(&url, plugins.path())
+        .args(&reclaim)
+        .args(&["--consumer", "frozen"])
+        .start();
+    let id = enqueue(&url, &["test.sleep", "30000"]);
+    wait_until("the job runs on the first host", WAIT, || {
+        lookup(&url, &id)["host"] == "frozen"
+    });
+    signal(&frozen, libc::SIGSTOP);
+    let out = ok_stdout(cancel(&url, &[&id]));
+    assert!(out.contains("frozen has not stopped it yet"), "{out}");
+
+    let second = Host::builder(&url, plugins.path())
+        .args(JSON_LOG)
+        .args(&reclaim)
+        .start();
+    wait_until("the second host records it", WAIT, || {
+        logged_outcome(&second, &id).is_some()
+    });
+    assert_eq!(logged_outcome(&second, &id).as_deref(), Some("cancelled"));
+    assert!(
+        !second.log().contains("sleeping 30000 ms"),
+        "{}",
+        second.tail()
+    );
+    let mut conn = redis.connection();
+    assert_eq!(counter(&mut conn, "cancelled"), 1);
+    signal(&frozen, libc::SIGCONT);
+}

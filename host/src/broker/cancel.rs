@@ -142,7 +142,12 @@ impl Redis {
                 Cancelling::Cancelled => return Ok(CancelReport::Removed { queue, was }),
                 Cancelling::Marked { consumer } => {
                     let keys = keys.clone();
-                    return self.wait_until_stopped(&keys, job_id, consumer).await;
+                    match self.wait_until_stopped(&keys, job_id, consumer).await? {
+                        // Back in the stream or the delayed set (it failed
+                        // and will be retried): cancel it there.
+                        None => continue,
+                        Some(report) => return Ok(report),
+                    }
                 }
                 Cancelling::NotCancellable | Cancelling::Moved => continue,
             }
@@ -164,23 +169,31 @@ impl Redis {
         Ok(None)
     }
 
-    /// Waits up to [`STOP_WAIT`] for the host to record the job's outcome.
+    /// Waits up to [`STOP_WAIT`] for the host to record the job's outcome;
+    /// `None` when the job came back to wait (a retry recorded before the
+    /// host saw the mark).
     async fn wait_until_stopped(
         &mut self,
         keys: &QueueKeys,
         job_id: &str,
         host: String,
-    ) -> Result<CancelReport, BrokerError> {
+    ) -> Result<Option<CancelReport>, BrokerError> {
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
         let queue = keys.queue.clone();
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(STOP_POLL).await;
             match self.find_job(keys, job_id).await?.map(|found| found.place) {
                 Some(Place::Running { .. }) => {}
+                Some(Place::Waiting { .. } | Place::Delayed { .. }) => return Ok(None),
+                // It finished before its host saw the mark.
+                Some(Place::Finished(kept)) if kept.outcome != "cancelled" => {
+                    let outcome = kept.outcome;
+                    return Ok(Some(CancelReport::Finished { queue, outcome }));
+                }
                 // Recorded (gone from the stream), or kept as finished.
-                _ => return Ok(CancelReport::Stopped { queue, host }),
+                _ => return Ok(Some(CancelReport::Stopped { queue, host })),
             }
         }
-        Ok(CancelReport::Stopping { queue, host })
+        Ok(Some(CancelReport::Stopping { queue, host }))
     }
 }

@@ -105,28 +105,41 @@ pub(super) async fn watch_cancels(
             _ = ticker.tick() => {}
             _ = shutdown.wait() => return,
         }
-        for (queue, keys) in queues.iter().enumerate() {
-            let read: Result<HashSet<String>, BrokerError> =
-                redis.query(redis::cmd("HKEYS").arg(&keys.cancelling)).await;
-            match read {
-                Ok(marked) => {
-                    health.ok();
-                    reported[queue] = false;
-                    cancels.update(queue, marked);
-                }
-                Err(BrokerError::Command { error, .. }) if error.code() == Some("WRONGTYPE") => {
-                    health.ok();
-                    if !std::mem::replace(&mut reported[queue], true) {
-                        let key = &keys.cancelling;
-                        tracing::error!(%key, "cannot tell which jobs are cancelled: key {key} is not a hash; delete it (until then no running job can be cancelled)");
-                    }
-                }
-                Err(error) => {
-                    health.failed(&error);
-                }
+        match read_marks(&mut redis, &queues, &cancels, &mut reported).await {
+            Ok(()) => health.ok(),
+            Err(error) => {
+                health.failed(&error);
             }
         }
     }
+}
+
+/// Reads every queue's marks once: at start, before any job is read (so a
+/// marked job this host reclaims never starts), then from the watcher.
+pub(super) async fn read_marks(
+    redis: &mut Redis,
+    queues: &[QueueKeys],
+    cancels: &Cancels,
+    reported: &mut [bool],
+) -> Result<(), BrokerError> {
+    for (queue, keys) in queues.iter().enumerate() {
+        let read: Result<HashSet<String>, BrokerError> =
+            redis.query(redis::cmd("HKEYS").arg(&keys.cancelling)).await;
+        match read {
+            Ok(marked) => {
+                reported[queue] = false;
+                cancels.update(queue, marked);
+            }
+            Err(BrokerError::Command { error, .. }) if error.code() == Some("WRONGTYPE") => {
+                if !std::mem::replace(&mut reported[queue], true) {
+                    let key = &keys.cancelling;
+                    tracing::error!(%key, "cannot tell which jobs are cancelled: key {key} is not a hash; delete it (until then no running job can be cancelled)");
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

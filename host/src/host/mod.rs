@@ -27,7 +27,7 @@ mod recorder;
 pub use queues::{MAX_WEIGHT, QueueSpec, check_name as check_queue_name, check_queues};
 
 use background::{heartbeat, promote_due_jobs, stand_by_as_generator, watch_plugins};
-use cancels::{Cancels, watch_cancels};
+use cancels::{Cancels, read_marks, watch_cancels};
 use health::Health;
 use in_flight::InFlight;
 use pause::{Paused, watch_paused};
@@ -205,6 +205,14 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         ))),
     );
     let cancels = Arc::new(Cancels::default());
+    // Best effort: the watcher reads them again within 100 ms.
+    let _ = read_marks(
+        &mut redis,
+        &queues,
+        &cancels,
+        &mut vec![false; queues.len()],
+    )
+    .await;
     let pool = Pool::start(
         concurrency,
         dispatcher,
