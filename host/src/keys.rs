@@ -92,6 +92,14 @@ impl QueueKeys {
         }
     }
 
+    /// The hash of schedule `name`, whose jobs go to this queue: its
+    /// definition and its fire state. It lives under the queue's hash tag, so
+    /// moving its last tick and adding its job are one atomic step, also on a
+    /// Cluster.
+    pub fn schedule(&self, name: &str) -> String {
+        format!("{}:schedule:{name}", self.prefix)
+    }
+
     /// The start of every reply stream of this queue.
     pub fn reply_prefix(&self) -> String {
         format!("{}:reply:", self.prefix)
@@ -120,6 +128,13 @@ impl QueueKeys {
 /// a Cluster too. Kept until resumed: pausing survives restarts.
 pub fn paused_queues(namespace: &str) -> String {
     format!("{namespace}:paused")
+}
+
+/// The namespace's index of schedules: a hash of schedule name → the queue
+/// its jobs go to (and so where its own hash, [`QueueKeys::schedule`], is).
+/// Hosts read it about every second to learn of schedules added and removed.
+pub fn schedules_index(namespace: &str) -> String {
+    format!("{namespace}:schedules")
 }
 
 /// The keys of the namespace's one generator lease.
@@ -154,6 +169,11 @@ mod tests {
         assert_eq!(keys.alive("h-1"), "jobhost:{default}:alive:h-1");
         assert_eq!(keys.reply("c"), "jobhost:{default}:reply:c");
         assert_eq!(keys.kv_bucket("counters"), "jobhost:{default}:kv:counters");
+        assert_eq!(
+            keys.schedule("nightly"),
+            "jobhost:{default}:schedule:nightly"
+        );
+        assert_eq!(schedules_index("jobhost"), "jobhost:schedules");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
         assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");

@@ -7,7 +7,8 @@
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
 //! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits,
-//! `pause.rs` pauses and resumes queues;
+//! `pause.rs` pauses and resumes queues, `schedules.rs` keeps recurring
+//! schedules and fires their ticks;
 //! `entries.rs` is the one parser of stream replies.
 
 mod admin;
@@ -21,6 +22,7 @@ mod pause;
 mod produce;
 mod reclaim;
 mod record;
+pub mod schedules;
 mod target;
 
 use std::sync::Arc;
