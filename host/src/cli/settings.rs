@@ -148,6 +148,7 @@ impl RunSettings {
             cache_dir: settings.cache_dir,
             max_deliveries: settings.max_deliveries.max(1),
             max_held_bytes: settings.max_held_bytes,
+            schedules: Vec::new(),
         })
     }
 }

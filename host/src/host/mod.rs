@@ -9,7 +9,8 @@
 //! `job_redis.rs`, for `kv_reads.rs` and `fleet_limits.rs`), `recorder.rs` writes
 //! outcomes, `in_flight.rs` owns what a job holds meanwhile, `background.rs`
 //! holds the tasks beside the job path (heartbeat, delayed jobs, hot reload,
-//! standby generator), `health.rs` tracks whether Redis answers them all.
+//! standby generator), `schedules.rs` fires the namespace's recurring
+//! schedules, `health.rs` tracks whether Redis answers them all.
 
 mod background;
 mod fleet_limits;
@@ -22,6 +23,7 @@ mod pool;
 mod queues;
 mod reader;
 mod recorder;
+mod schedules;
 
 pub use queues::{MAX_WEIGHT, QueueSpec, check_name as check_queue_name, check_queues};
 
@@ -87,6 +89,9 @@ pub struct HostConfig {
     /// Most bytes of entries held at once (read, running or being recorded);
     /// at least [`crate::dispatch::largest_entry`] of `max_payload`.
     pub max_held_bytes: usize,
+    /// Schedules to define at start (`[[schedule]]` in `jobhost.toml`): each
+    /// overwrites the definition of its name and keeps its fire state.
+    pub schedules: Vec<crate::schedule::Definition>,
 }
 
 /// Why the host could not start.
@@ -183,6 +188,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         Err(error) if pause::is_wrong_type(&error) => pause::report_wrong_type(&config.namespace),
         other => other?,
     }
+    schedules::apply(&mut redis, &config.namespace, &config.schedules).await?;
     let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -256,6 +262,12 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         health.path("pause"),
         shutdown.clone(),
     ));
+    let scheduler = tokio::spawn(schedules::fire_schedules(
+        redis.clone(),
+        config.namespace.clone(),
+        health.path("schedules"),
+        shutdown.clone(),
+    ));
     let standby = config.standby_generator.clone().map(|generator| {
         tokio::spawn(stand_by_as_generator(
             redis.clone(),
@@ -314,6 +326,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let _ = heartbeat.await;
     let _ = promoter.await;
     let _ = pause_watcher.await;
+    let _ = scheduler.await;
     if let Some(standby) = standby {
         let _ = standby.await;
     }
