@@ -12,6 +12,7 @@ mod kv;
 mod plugins;
 mod queue;
 mod run;
+mod schedule;
 pub mod settings;
 mod stats;
 
@@ -91,6 +92,8 @@ pub enum Command {
     Kv(kv::KvArgs),
     /// List queues; pause and resume them on every host.
     Queue(queue::QueueCommandArgs),
+    /// Recurring jobs on a cron: add, list, show, remove, pause, resume, run-now.
+    Schedule(schedule::ScheduleCommandArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -184,6 +187,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ArgsError>
 /// Runs the parsed command. The process exit code is the returned value.
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
     let log_format = cli.log_format;
+    let config_file = cli.config;
     match cli.command {
         Command::Invoke(args) => invoke::execute(args),
         Command::Plugins(command) => plugins::execute(command),
@@ -194,13 +198,14 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 .build()?;
             runtime.block_on(async move {
                 match command {
-                    Command::Run(args) => run::execute(args, log_format).await,
+                    Command::Run(args) => run::execute(args, log_format, config_file).await,
                     Command::Enqueue(args) => enqueue::execute(args).await,
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
                     Command::Stats(args) => stats::execute(args).await,
                     Command::Kv(args) => kv::execute(args).await,
                     Command::Queue(args) => queue::execute(args).await,
+                    Command::Schedule(args) => schedule::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })
