@@ -253,8 +253,8 @@ fn print_table(lines: &[ScheduleLine]) {
     let queue_w = width(|l| l.queue.len(), "QUEUE");
     let type_w = width(|l| l.job_type.len(), "TYPE");
     println!(
-        "{:<name_w$}  {:<cron_w$}  {:<tz_w$}  {:<queue_w$}  {:<type_w$}  {:<7}  {:<24}  {}",
-        "NAME", "CRON", "TZ", "QUEUE", "TYPE", "STATE", "LAST FIRED", "NEXT FIRE"
+        "{:<name_w$}  {:<cron_w$}  {:<tz_w$}  {:<queue_w$}  {:<type_w$}  {:<7}  {:<24}  NEXT FIRE",
+        "NAME", "CRON", "TZ", "QUEUE", "TYPE", "STATE", "LAST FIRED"
     );
     for line in lines {
         let state = if line.problem.is_some() {
