@@ -378,6 +378,16 @@ fn bad_crons_zones_and_keys_of_another_type_are_one_line_errors() {
     assert_eq!(reports, 1, "reported once: {}", host.log());
     let error = one_line_error(&jobhost(&["schedule", "show", "broken", "--redis", &url]));
     assert!(error.contains(&key), "{error}");
+    let broken = listed(&url, "broken");
+    assert!(
+        broken["problem"].as_str().unwrap_or("").contains(&key),
+        "list shows the broken schedule with its key: {broken}"
+    );
+    let table = schedule(&url, &["list"]);
+    assert!(
+        table.contains("broken") && table.contains("good"),
+        "{table}"
+    );
     stop(vec![host]);
 
     // The index itself of another type.
@@ -465,6 +475,20 @@ catch_up = "none"
     assert_eq!(
         other["cron"], "0 4 * * *",
         "a schedule the file does not name is left alone"
+    );
+    stop(vec![host]);
+
+    // Applied again at the next start, the entry keeps the fire state.
+    let last_tick = listed(&url, "echo")["last_tick"].clone();
+    assert!(last_tick.is_string(), "it fired: {last_tick}");
+    let host = Host::builder(&url, plugins.path())
+        .args(&["--config", config, "--log-format", "json"])
+        .start();
+    host.wait_for_log(r#""change":"Replaced""#, WAIT);
+    let again = listed(&url, "echo");
+    assert!(
+        again["last_tick"].as_str() >= last_tick.as_str(),
+        "{again} after {last_tick}"
     );
     stop(vec![host]);
 

@@ -92,6 +92,24 @@ struct ScheduleLine {
 }
 
 impl ScheduleLine {
+    /// A schedule that cannot be read.
+    fn broken(name: String, queue: String, problem: String) -> Self {
+        ScheduleLine {
+            name,
+            cron: String::new(),
+            tz: String::new(),
+            queue,
+            job_type: String::new(),
+            catch_up: String::new(),
+            paused: false,
+            last_tick: None,
+            last_fired_at: None,
+            next_fire: None,
+            payload: String::new(),
+            problem: Some(problem),
+        }
+    }
+
     fn of(stored: &StoredSchedule, now: u64) -> Self {
         let (next_fire, problem) = match CronSpec::parse(&stored.cron, &stored.tz) {
             Ok(cron) => (schedule::next_fire(&cron, &stored.state, now), None),
@@ -167,8 +185,14 @@ pub async fn execute(args: ScheduleCommandArgs) -> anyhow::Result<i32> {
             let now = now_ms();
             let mut lines = Vec::new();
             for (name, queue) in redis.schedule_index(namespace).await? {
-                if let Some(stored) = redis.read_schedule(namespace, &name, &queue).await? {
-                    lines.push(ScheduleLine::of(&stored, now));
+                match redis.read_schedule(namespace, &name, &queue).await {
+                    Ok(Some(stored)) => lines.push(ScheduleLine::of(&stored, now)),
+                    Ok(None) => {}
+                    // One broken schedule is shown as such, not the end of the list.
+                    Err(error @ ScheduleStoreError::WrongType { .. }) => {
+                        lines.push(ScheduleLine::broken(name, queue, error.to_string()))
+                    }
+                    Err(error) => return Err(error.into()),
                 }
             }
             if json {
