@@ -28,6 +28,7 @@ pub enum ScheduleCommand {
     /// Adds schedule NAME, or replaces its definition (keeping when it last
     /// fired), enqueueing TYPE PAYLOAD on --queue at every tick of --cron.
     Add {
+        /// The schedule's name (printable, no whitespace), e.g. nightly-report.
         name: String,
         /// Cron expression: five fields (minute hour day month weekday), or
         /// six with seconds first, e.g. '0 3 * * *' or '*/10 * * * * *'.
@@ -53,18 +54,31 @@ pub enum ScheduleCommand {
     },
     /// One schedule in full.
     Show {
+        /// The schedule's name.
         name: String,
         #[arg(long)]
         json: bool,
     },
     /// Deletes schedule NAME: no more ticks (jobs already enqueued stay).
-    Remove { name: String },
+    Remove {
+        /// The schedule's name.
+        name: String,
+    },
     /// Stops NAME's ticks on every host; no job fires while it is paused.
-    Pause { name: String },
+    Pause {
+        /// The schedule's name.
+        name: String,
+    },
     /// Restarts NAME's ticks from now: ticks missed while paused never fire.
-    Resume { name: String },
+    Resume {
+        /// The schedule's name.
+        name: String,
+    },
     /// Enqueues NAME's job once, now, leaving its ticks as they are.
-    RunNow { name: String },
+    RunNow {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 /// One schedule as `list` and `show` print it.
