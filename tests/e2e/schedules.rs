@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jobhost::keys::QueueKeys;
+use jobhost_tests::topologies::RedisCluster;
 use jobhost_tests::{
     Host, PluginDir, RedisServer, entries, jobhost, ok_stdout, one_line_error, wait_until,
 };
@@ -546,4 +547,22 @@ fn the_scheduler_outlives_a_redis_outage_and_catches_up_once() {
         "one catch-up job at most for the ticks of the outage: {all:?}"
     );
     stop(vec![host]);
+}
+
+#[test]
+fn on_a_cluster_each_tick_still_enqueues_one_job() {
+    let cluster = RedisCluster::start();
+    let url = cluster.url();
+    let plugins = PluginDir::with(&["testbed"]);
+    add_every_second(&url, "every", "one");
+    let hosts: Vec<Host> = (0..2)
+        .map(|_| Host::start(&url, plugins.path(), &[]))
+        .collect();
+    // The schedule's hash and its queue's stream share a slot: one node holds both.
+    let node = cluster.node_of(&QueueKeys::new("jobhost", "ticks").stream);
+    wait_until("three ticks fire", WAIT, || ticks(node, "ticks").len() >= 3);
+    assert_each_tick_once(&ticks(node, "ticks"));
+    let listed = listed(&url, "every");
+    assert!(listed["last_tick"].is_string(), "{listed}");
+    stop(hosts);
 }
