@@ -162,9 +162,10 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
             job.job_type.as_str(),
             job.attempt,
             job.trace_id.as_deref().unwrap_or(""),
-            job.schedule.as_ref().map_or("", |s| s.name.as_str()),
+            // Only on jobs a schedule enqueued (a `None` field is left out).
+            job.schedule.as_ref().map(|s| s.name.as_str()),
         ),
-        Err(_) => (delivery.entry_id.as_str(), "", 0, "", ""),
+        Err(_) => (delivery.entry_id.as_str(), "", 0, "", None),
     };
     let (plugin, version) = finished
         .plugin
@@ -195,19 +196,19 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
         // for when a count seems off.
         Outcome::Done { kv_writes, .. } if !kv_writes.is_empty() => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            %schedule, kv_writes = kv_writes.len(), "job finished"
+            schedule, kv_writes = kv_writes.len(), "job finished"
         ),
         Outcome::Done { .. } | Outcome::Expired => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            %schedule, "job finished"
+            schedule, "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            %schedule, retry_in_ms = after.as_millis() as u64, %error, "job failed"
+            schedule, retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            %schedule, %reason, "job dead-lettered"
+            schedule, %reason, "job dead-lettered"
         ),
         Outcome::Wait { .. } => {}
     }
