@@ -325,6 +325,27 @@ mod tests {
         );
     }
 
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> u64 {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .timestamp_millis() as u64
+    }
+
+    #[test]
+    fn across_daylight_saving_a_fixed_time_runs_once() {
+        let cron = CronSpec::parse("30 2 * * *", "Europe/Paris").unwrap();
+        // 29 March 2026: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30
+        // does not exist and runs right after the gap.
+        let spring = cron.next_after(utc(2026, 3, 29, 0, 0)).unwrap();
+        assert_eq!(spring, utc(2026, 3, 29, 1, 0));
+        assert_eq!(cron.next_after(spring), Some(utc(2026, 3, 30, 0, 30)));
+        // 25 October 2026: 03:00 CEST falls back to 02:00 CET (01:00 UTC);
+        // 02:30 happens twice and runs at the first.
+        let autumn = cron.next_after(utc(2026, 10, 25, 0, 0)).unwrap();
+        assert_eq!(autumn, utc(2026, 10, 25, 0, 30));
+        assert_eq!(cron.next_after(autumn), Some(utc(2026, 10, 26, 1, 30)));
+    }
+
     #[test]
     fn a_due_tick_fires_once_and_the_next_waits() {
         let cron = every_second();
