@@ -40,6 +40,14 @@ pub mod field {
     /// Host-internal: how many times in a row the job waited for a
     /// fleet-wide concurrency slot (its next wait grows with it).
     pub const THROTTLED: &str = "throttled";
+    /// The schedule that enqueued the job (`jobhost schedule`).
+    pub const SCHEDULE: &str = "schedule";
+    /// The schedule's tick the job stands for: the cron instant in ms since
+    /// the Unix epoch, the same on every host (absent for `run-now`).
+    pub const SCHEDULE_TICK: &str = "schedule_tick";
+    /// `1` when the job is the one catch-up run for ticks missed while no
+    /// host ran.
+    pub const SCHEDULE_CATCH_UP: &str = "schedule_catch_up";
 }
 
 /// A job's identity, stable across retries.
@@ -234,6 +242,20 @@ pub struct Envelope {
     pub rate_paid: Option<u64>,
     /// Host-internal: consecutive waits for a fleet-wide concurrency slot.
     pub throttled: u32,
+    /// What a schedule wrote about the job (`schedule`, `schedule_tick`,
+    /// `schedule_catch_up`), kept as written so retries and the DLQ carry it.
+    pub schedule: Option<ScheduleFields>,
+}
+
+/// The fields a schedule adds to the jobs it enqueues.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScheduleFields {
+    /// The schedule's name.
+    pub name: String,
+    /// The tick (ms since the Unix epoch) as written; `None` for `run-now`.
+    pub tick: Option<String>,
+    /// Whether the job stands for ticks missed while no host ran.
+    pub catch_up: bool,
 }
 
 impl Envelope {
@@ -255,6 +277,7 @@ impl Envelope {
             unique: None,
             rate_paid: None,
             throttled: 0,
+            schedule: None,
         }
     }
 
@@ -305,6 +328,15 @@ impl Envelope {
         }
         if self.throttled > 0 {
             write(field::THROTTLED, decimal(self.throttled, &mut number));
+        }
+        if let Some(schedule) = &self.schedule {
+            write(field::SCHEDULE, schedule.name.as_bytes());
+            if let Some(tick) = &schedule.tick {
+                write(field::SCHEDULE_TICK, tick.as_bytes());
+            }
+            if schedule.catch_up {
+                write(field::SCHEDULE_CATCH_UP, b"1");
+            }
         }
     }
 
@@ -389,6 +421,16 @@ impl Envelope {
             throttled: text(field::THROTTLED)?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            // Informational: carried as written, never interpreted, so an
+            // odd value from a raw XADD harms nothing (non-UTF-8 is dropped).
+            schedule: text(field::SCHEDULE)
+                .ok()
+                .flatten()
+                .map(|name| ScheduleFields {
+                    name: name.to_owned(),
+                    tick: text(field::SCHEDULE_TICK).ok().flatten().map(str::to_owned),
+                    catch_up: text(field::SCHEDULE_CATCH_UP).ok().flatten() == Some("1"),
+                }),
         })
     }
 

@@ -122,6 +122,14 @@ impl QueueKeys {
         format!("{}:unique:", self.prefix)
     }
 
+    /// The hash of schedule `name`, whose jobs go to this queue: its
+    /// definition and its fire state. It lives under the queue's hash tag, so
+    /// moving its last tick and adding its job are one atomic step, also on a
+    /// Cluster.
+    pub fn schedule(&self, name: &str) -> String {
+        format!("{}:schedule:{name}", self.prefix)
+    }
+
     /// The start of every reply stream of this queue.
     pub fn reply_prefix(&self) -> String {
         format!("{}:reply:", self.prefix)
@@ -150,6 +158,13 @@ impl QueueKeys {
 /// a Cluster too. Kept until resumed: pausing survives restarts.
 pub fn paused_queues(namespace: &str) -> String {
     format!("{namespace}:paused")
+}
+
+/// The namespace's index of schedules: a hash of schedule name → the queue
+/// its jobs go to (and so where its own hash, [`QueueKeys::schedule`], is).
+/// Hosts read it about every second to learn of schedules added and removed.
+pub fn schedules_index(namespace: &str) -> String {
+    format!("{namespace}:schedules")
 }
 
 /// The keys of the namespace's one generator lease.
@@ -187,6 +202,11 @@ mod tests {
         assert_eq!(keys.cancelling, "jobhost:{default}:cancelling");
         assert_eq!(keys.result("j1"), "jobhost:{default}:result:j1");
         assert_eq!(keys.unique("order-42"), "jobhost:{default}:unique:order-42");
+        assert_eq!(
+            keys.schedule("nightly"),
+            "jobhost:{default}:schedule:nightly"
+        );
+        assert_eq!(schedules_index("jobhost"), "jobhost:schedules");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
         assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");

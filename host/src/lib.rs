@@ -18,4 +18,5 @@ pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod plugins;
+pub mod schedule;
 pub mod shutdown;

@@ -7,8 +7,9 @@
 //! job's outcome atomically, `reclaim.rs` recovers work from dead hosts,
 //! `produce.rs` enqueues, `admin.rs` inspects (DLQ, stats), `kv.rs` reads
 //! and repairs key-value buckets, `limit.rs` asks for fleet-wide limits,
-//! `pause.rs` pauses and resumes queues, `lookup.rs` finds a job by its id
-//! and `cancel.rs` cancels it;
+//! `pause.rs` pauses and resumes queues, `schedules.rs` keeps recurring
+//! schedules and fires their ticks, `lookup.rs` finds a job by its id and
+//! `cancel.rs` cancels it;
 //! `entries.rs` is the one parser of stream replies.
 
 mod admin;
@@ -24,6 +25,7 @@ mod pause;
 mod produce;
 mod reclaim;
 mod record;
+pub mod schedules;
 mod target;
 
 use std::sync::Arc;

@@ -31,6 +31,94 @@ use super::{Cli, env};
 
 /// Where the file is looked for when neither `--config` nor `JOBHOST_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "jobhost.toml";
+/// The key of the `[[schedule]]` entries.
+const SCHEDULE_KEY: &str = "schedule";
+
+/// The config file: `explicit` (from `--config` or `JOBHOST_CONFIG`), else
+/// `./jobhost.toml` if it exists.
+pub fn file(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        Path::new(DEFAULT_FILE)
+            .is_file()
+            .then(|| PathBuf::from(DEFAULT_FILE))
+    })
+}
+
+/// One `[[schedule]]` entry of the file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleEntry {
+    name: String,
+    cron: String,
+    #[serde(default)]
+    tz: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(rename = "type")]
+    job_type: String,
+    /// A string is sent as is; any other value as its JSON text.
+    payload: toml::Value,
+    #[serde(default)]
+    catch_up: Option<String>,
+}
+
+/// The `[[schedule]]` entries of `path`, checked as `schedule add` checks
+/// its arguments. An entry without `queue` goes to `default_queue` (the
+/// first queue `run` serves); without `tz`, UTC; without `catch_up`, one.
+///
+/// ```toml
+/// [[schedule]]
+/// name = "nightly-report"
+/// cron = "0 3 * * *"
+/// tz = "Europe/Paris"
+/// type = "reports.nightly"
+/// payload = { format = "pdf" }
+/// ```
+pub fn schedules(
+    path: &Path,
+    default_queue: &str,
+) -> anyhow::Result<Vec<crate::schedule::Definition>> {
+    let where_ = || format!("config file {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(where_)?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", where_(), e.message()))?;
+    let Some(entries) = table.remove(SCHEDULE_KEY) else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Array(entries) = entries else {
+        bail!("{}: `schedule` must be [[schedule]] tables", where_());
+    };
+    let mut definitions: Vec<crate::schedule::Definition> = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let at = || format!("{}: [[schedule]] number {}", where_(), index + 1);
+        let entry: ScheduleEntry = entry
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", at(), e.message()))?;
+        let payload = match entry.payload {
+            toml::Value::String(text) => text.into_bytes(),
+            other => serde_json::to_string(&other)?.into_bytes(),
+        };
+        let catch_up = match entry.catch_up.as_deref() {
+            Some(text) => text.parse().map_err(|e| anyhow::anyhow!("{}: {e}", at()))?,
+            None => crate::schedule::CatchUp::default(),
+        };
+        let definition = crate::schedule::Definition::new(
+            &entry.name,
+            &entry.cron,
+            entry.tz.as_deref().unwrap_or("UTC"),
+            entry.queue.as_deref().unwrap_or(default_queue),
+            &entry.job_type,
+            payload,
+            catch_up,
+        )
+        .map_err(|e| anyhow::anyhow!("{} ({}): {e}", at(), entry.name))?;
+        if definitions.iter().any(|d| d.name == definition.name) {
+            bail!("{}: schedule {} is defined twice", at(), entry.name);
+        }
+        definitions.push(definition);
+    }
+    Ok(definitions)
+}
 
 /// `args` with the settings of the config file appended as flags wherever
 /// neither a flag nor the environment set them.
@@ -144,6 +232,10 @@ pub fn read<'c>(cli: &'c Command, path: &Path) -> anyhow::Result<Vec<(&'c str, S
     let settings: Vec<&clap::Arg> = run.get_arguments().filter(|arg| is_setting(arg)).collect();
     let mut pairs = Vec::new();
     for (key, value) in table {
+        // `[[schedule]]` entries are not settings: `run` reads them (`schedules`).
+        if key == SCHEDULE_KEY {
+            continue;
+        }
         let name = key.replace('-', "_");
         let Some(arg) = settings.iter().find(|arg| arg.get_id() == name.as_str()) else {
             let known: Vec<&str> = settings.iter().map(|arg| arg.get_id().as_str()).collect();
@@ -218,6 +310,23 @@ mod tests {
             read(&cli, &file).unwrap(),
             vec![(env::QUEUE, "critical,low".to_string())]
         );
+        std::fs::write(
+            &file,
+            "queue = \"emails\"\n[[schedule]]\nname = \"n\"\ncron = \"0 3 * * *\"\ntype = \"t.x\"\npayload = { id = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read(&cli, &file).unwrap(),
+            vec![(env::QUEUE, "emails".to_string())]
+        );
+        let defined = schedules(&file, "emails").unwrap();
+        assert_eq!(defined.len(), 1);
+        assert_eq!(defined[0].queue, "emails");
+        assert_eq!(defined[0].payload, br#"{"id":1}"#);
+        assert_eq!(defined[0].cron.zone(), "UTC");
+        std::fs::write(&file, "[[schedule]]\nname = \"n\"\ncron = \"0 3 * * *\"\ntz = \"Nowhere/City\"\ntype = \"t.x\"\npayload = \"p\"\n").unwrap();
+        let error = schedules(&file, "default").unwrap_err().to_string();
+        assert!(error.contains("Nowhere/City"), "{error}");
         std::fs::write(&file, "qeueu = \"x\"\n").unwrap();
         let error = read(&cli, &file).unwrap_err().to_string();
         assert!(error.contains("unknown key `qeueu`"), "{error}");

@@ -201,7 +201,10 @@ pub async fn execute(args: EnqueueArgs) -> anyhow::Result<i32> {
 /// The payload as given: the argument's text, stdin's bytes for `-`, or a
 /// file's bytes. Reads at most one byte past the limit, so a huge input is
 /// refused without being held.
-fn read_payload(text: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_payload(
+    text: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<u8>> {
     let limit = MAX_PAYLOAD_BYTES as u64 + 1;
     let mut buffer = Vec::new();
     match (text, file) {
@@ -222,7 +225,7 @@ fn read_payload(text: Option<&str>, file: Option<&std::path::Path>) -> anyhow::R
     Ok(buffer)
 }
 
-fn check_payload(payload: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn check_payload(payload: &[u8]) -> anyhow::Result<()> {
     if payload.len() > MAX_PAYLOAD_BYTES {
         bail!("payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes");
     }

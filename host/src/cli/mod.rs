@@ -14,6 +14,7 @@ mod kv;
 mod plugins;
 mod queue;
 mod run;
+mod schedule;
 pub mod settings;
 mod stats;
 
@@ -98,6 +99,8 @@ pub enum Command {
     Job(job::JobArgs),
     /// Cancel jobs: waiting or delayed ones never run, running ones are stopped.
     Cancel(cancel::CancelArgs),
+    /// Recurring jobs on a cron: add, list, show, remove, pause, resume, run-now.
+    Schedule(schedule::ScheduleCommandArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -211,6 +214,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, ArgsError>
 /// Runs the parsed command. The process exit code is the returned value.
 pub fn execute(cli: Cli) -> anyhow::Result<i32> {
     let log_format = cli.log_format;
+    let config_file = cli.config;
     match cli.command {
         Command::Invoke(args) => invoke::execute(args),
         Command::Plugins(command) => plugins::execute(command),
@@ -221,7 +225,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                 .build()?;
             runtime.block_on(async move {
                 match command {
-                    Command::Run(args) => run::execute(args, log_format).await,
+                    Command::Run(args) => run::execute(args, log_format, config_file).await,
                     Command::Enqueue(args) => enqueue::execute(args).await,
                     Command::Generate(args) => generate::execute(args).await,
                     Command::Dlq(args) => dlq::execute(args).await,
@@ -230,6 +234,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Queue(args) => queue::execute(args).await,
                     Command::Job(args) => job::execute(args).await,
                     Command::Cancel(args) => cancel::execute(args).await,
+                    Command::Schedule(args) => schedule::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

@@ -21,9 +21,20 @@ pub struct RunArgs {
     pub print_config: bool,
 }
 
-pub async fn execute(mut args: RunArgs, log_format: LogFormat) -> anyhow::Result<i32> {
+pub async fn execute(
+    mut args: RunArgs,
+    log_format: LogFormat,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<i32> {
     args.settings = args.settings.resolve();
-    let config = args.settings.clone().host_config(&args.queue)?;
+    let mut config = args.settings.clone().host_config(&args.queue)?;
+    if let Some(path) = super::config::file(config_file) {
+        let first_queue = config
+            .queues
+            .first()
+            .map_or(crate::keys::DEFAULT_QUEUE, |q| q.name.as_str());
+        config.schedules = super::config::schedules(&path, first_queue)?;
+    }
     if args.print_config {
         args.queue.redis = Some(config.redis_url.clone());
         print!("{}", config_text(&args, log_format)?);

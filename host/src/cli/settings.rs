@@ -154,6 +154,7 @@ impl RunSettings {
             max_deliveries: settings.max_deliveries.max(1),
             max_held_bytes: settings.max_held_bytes,
             keep_results: settings.keep_results.filter(|keep| !keep.is_zero()),
+            schedules: Vec::new(),
         })
     }
 }

@@ -9,7 +9,8 @@
 //! `job_redis.rs`, for `kv_reads.rs` and `fleet_limits.rs`), `recorder.rs` writes
 //! outcomes, `in_flight.rs` owns what a job holds meanwhile, `background.rs`
 //! holds the tasks beside the job path (heartbeat, delayed jobs, hot reload,
-//! standby generator), `health.rs` tracks whether Redis answers them all.
+//! standby generator), `schedules.rs` fires the namespace's recurring
+//! schedules, `health.rs` tracks whether Redis answers them all.
 
 mod background;
 mod cancels;
@@ -23,6 +24,7 @@ mod pool;
 mod queues;
 mod reader;
 mod recorder;
+mod schedules;
 
 pub use queues::{MAX_WEIGHT, QueueSpec, check_name as check_queue_name, check_queues};
 
@@ -91,6 +93,9 @@ pub struct HostConfig {
     pub max_held_bytes: usize,
     /// Keep final outcomes this long for lookups (`jobhost job ID`).
     pub keep_results: Option<Duration>,
+    /// Schedules to define at start (`[[schedule]]` in `jobhost.toml`): each
+    /// overwrites the definition of its name and keeps its fire state.
+    pub schedules: Vec<crate::schedule::Definition>,
 }
 
 /// Why the host could not start.
@@ -187,6 +192,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         Err(error) if pause::is_wrong_type(&error) => pause::report_wrong_type(&config.namespace),
         other => other?,
     }
+    schedules::apply(&mut redis, &config.namespace, &config.schedules).await?;
     let read_redis = redis.blocking(READ_BLOCK).await?;
 
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -287,6 +293,12 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         health.path("cancel"),
         shutdown.clone(),
     ));
+    let scheduler = tokio::spawn(schedules::fire_schedules(
+        redis.clone(),
+        config.namespace.clone(),
+        health.path("schedules"),
+        shutdown.clone(),
+    ));
     let standby = config.standby_generator.clone().map(|generator| {
         tokio::spawn(stand_by_as_generator(
             redis.clone(),
@@ -346,6 +358,7 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
     let _ = promoter.await;
     let _ = pause_watcher.await;
     let _ = cancel_watcher.await;
+    let _ = scheduler.await;
     if let Some(standby) = standby {
         let _ = standby.await;
     }

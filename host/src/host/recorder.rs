@@ -195,14 +195,16 @@ fn log_kept_unique(finished: &Finished, skipped: &Unwritten) {
 
 fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
     let delivery = &finished.delivery;
-    let (job_id, job_type, attempt, trace_id) = match &delivery.job {
+    let (job_id, job_type, attempt, trace_id, schedule) = match &delivery.job {
         Ok(job) => (
             job.job_id.as_str(),
             job.job_type.as_str(),
             job.attempt,
             job.trace_id.as_deref().unwrap_or(""),
+            // Only on jobs a schedule enqueued (a `None` field is left out).
+            job.schedule.as_ref().map(|s| s.name.as_str()),
         ),
-        Err(_) => (delivery.entry_id.as_str(), "", 0, ""),
+        Err(_) => (delivery.entry_id.as_str(), "", 0, "", None),
     };
     let (plugin, version) = finished
         .plugin
@@ -233,19 +235,19 @@ fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
         // for when a count seems off.
         Outcome::Done { kv_writes, .. } if !kv_writes.is_empty() => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            kv_writes = kv_writes.len(), "job finished"
+            schedule, kv_writes = kv_writes.len(), "job finished"
         ),
         Outcome::Done { .. } | Outcome::Expired | Outcome::Cancelled => tracing::info!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            "job finished"
+            schedule, "job finished"
         ),
         Outcome::Retry { after, error } => tracing::warn!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            retry_in_ms = after.as_millis() as u64, %error, "job failed"
+            schedule, retry_in_ms = after.as_millis() as u64, %error, "job failed"
         ),
         Outcome::Dead { reason } => tracing::error!(
             %job_id, r#type = %job_type, %plugin, attempt, %outcome, duration_us, %version, %trace_id, %queue,
-            %reason, "job dead-lettered"
+            schedule, %reason, "job dead-lettered"
         ),
         Outcome::Wait { .. } => {}
     }
