@@ -309,8 +309,19 @@ fn keys_of_another_type_are_reported_and_keep_no_host_from_serving() {
     });
     assert_eq!(logged_outcome(&host, &id).as_deref(), Some("done"));
     host.wait_for_log("key jobhost:{default}:cancelling is not a hash", WAIT);
+    // A delayed job needs no mark: it is cancelled all the same.
     let waiting = enqueue(&url, &["test.sleep", "1", "--delay", "1h"]);
-    one_line_error(&cancel(&url, &[&waiting]));
+    ok_stdout(cancel(&url, &[&waiting]));
+    // A running one does: refused in one line naming the key.
+    let running = enqueue(&url, &["test.sleep", "30000"]);
+    wait_until("the slow job runs", WAIT, || {
+        state(&url, &running) == "running"
+    });
+    let refused = one_line_error(&cancel(&url, &[&running]));
+    assert!(
+        refused.contains("jobhost:{default}:cancelling"),
+        "{refused}"
+    );
 
     let _: () = redis::cmd("SET")
         .arg(format!("jobhost:{{default}}:result:{waiting}"))
@@ -318,6 +329,16 @@ fn keys_of_another_type_are_reported_and_keep_no_host_from_serving() {
         .query(&mut conn)
         .unwrap();
     one_line_error(&jobhost(&["job", &waiting, "--redis", &url]));
+    let _: () = redis::cmd("SET")
+        .arg(keys::DELAYED)
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    let refused = one_line_error(&jobhost(&["job", "any-id", "--redis", &url]));
+    assert!(
+        refused.contains("holds a string, not a sorted set"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -30,16 +30,21 @@ local function is(key, kind)
   return t == 'none' or t == kind
 end
 
-for i, kind in ipairs({ 'stream', 'zset', 'hash' }) do
+for i, kind in ipairs({ 'stream', 'zset' }) do
   if not is(KEYS[i], kind) then
     return { 'wrongtype', KEYS[i] }
   end
 end
+-- Needed to mark a running job; a job removed here clears its mark if it can.
+local marks_ok = is(KEYS[3], 'hash')
 
 if where == 'stream' then
   -- pcall: no group yet means nobody read it.
   local pending = redis.pcall('XPENDING', KEYS[1], group, found, found, 1)
   if type(pending) == 'table' and pending.err == nil and #pending > 0 then
+    if not marks_ok then
+      return { 'wrongtype', KEYS[3] }
+    end
     redis.call('HSET', KEYS[3], job, now)
     return { 'running', pending[1][2] }
   end
@@ -53,7 +58,9 @@ else
   end
 end
 
-redis.call('HDEL', KEYS[3], job)
+if marks_ok then
+  redis.call('HDEL', KEYS[3], job)
+end
 if has_unique and redis.call('TYPE', KEYS[7])['ok'] == 'string' and redis.call('GET', KEYS[7]) == job then
   redis.call('DEL', KEYS[7])
 end

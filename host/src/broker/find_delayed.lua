@@ -7,9 +7,15 @@
 -- Members are MessagePack arrays of field names and values (JSON lists
 -- from older hosts); one that decodes to neither is skipped.
 -- Returns {cursor, member or false, score or false}; cursor "0" when the
--- scan is over.
+-- scan is over; a fourth element, the key's type, when it is no sorted set.
 
 local job = ARGV[1]
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then
+  return { '0', false, false, false }
+elseif t ~= 'zset' then
+  return { '0', false, false, t }
+end
 local scan = redis.call('ZSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[3])
 local pairs_ = scan[2]
 for i = 1, #pairs_, 2 do
@@ -24,11 +30,11 @@ for i = 1, #pairs_, 2 do
     for f = 1, #fields - 1, 2 do
       if fields[f] == 'job_id' then
         if fields[f + 1] == job then
-          return { scan[1], member, pairs_[i + 1] }
+          return { scan[1], member, pairs_[i + 1], false }
         end
         break
       end
     end
   end
 end
-return { scan[1], false, false }
+return { scan[1], false, false, false }

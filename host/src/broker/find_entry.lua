@@ -9,12 +9,15 @@
 -- An entry holds the job when its job_id field is the id, or, having no
 -- job_id (a plain XADD), when its entry id is.
 -- Returns {match, last}: the matching entry id or false, and the last
--- entry id read (false when the stream has no more).
+-- entry id read (false when the stream has no more); {false, false, type}
+-- when the key holds another type.
 
 local job, after, newest, count = ARGV[1], ARGV[2], ARGV[3] == 'newest', tonumber(ARGV[4])
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then
-  return { false, false }
+  return { false, false, false }
+elseif t ~= 'stream' then
+  return { false, false, t }
 end
 local page
 if newest then
@@ -32,10 +35,10 @@ for _, entry in ipairs(page) do
     end
   end
   if own == job or (own == nil and id == job) then
-    return { id, id }
+    return { id, id, false }
   end
 end
 if #page < count then
-  return { false, false }
+  return { false, false, false }
 end
-return { false, page[#page][1] }
+return { false, page[#page][1], false }

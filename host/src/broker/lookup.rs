@@ -77,6 +77,21 @@ impl Found {
     }
 }
 
+/// A key the lookup reads holds `found` where jobhost keeps `kind`.
+fn refused(key: &str, found: &str, kind: &str) -> BrokerError {
+    let name = |t: &str| {
+        if t == "zset" {
+            "sorted set".to_owned()
+        } else {
+            t.to_owned()
+        }
+    };
+    BrokerError::Refused {
+        key: key.to_owned(),
+        reason: format!("holds a {}, not a {}", name(found), name(kind)),
+    }
+}
+
 impl Redis {
     /// Where job `job_id` of queue `keys` is, or `None`.
     pub async fn find_job(
@@ -121,9 +136,17 @@ impl Redis {
         keys: &QueueKeys,
         job_id: &str,
     ) -> Result<Option<Kept>, BrokerError> {
-        let fields: Vec<(String, Vec<u8>)> = self
-            .query(redis::cmd("HGETALL").arg(keys.result(job_id)))
-            .await?;
+        let key = keys.result(job_id);
+        let fields: Vec<(String, Vec<u8>)> = match self.query(redis::cmd("HGETALL").arg(&key)).await
+        {
+            Err(BrokerError::Command { error, .. }) if error.code() == Some("WRONGTYPE") => {
+                return Err(BrokerError::Refused {
+                    key,
+                    reason: "holds another type, not a hash".to_owned(),
+                });
+            }
+            other => other?,
+        };
         if fields.is_empty() {
             return Ok(None);
         }
@@ -156,7 +179,7 @@ impl Redis {
     ) -> Result<Option<RawEntry>, BrokerError> {
         let mut after = String::new();
         loop {
-            let (found, last): (Option<String>, Option<String>) = self
+            let (found, last, other): (Option<String>, Option<String>, Option<String>) = self
                 .invoke(
                     FIND_ENTRY
                         .key(stream)
@@ -166,6 +189,9 @@ impl Redis {
                         .arg(PAGE),
                 )
                 .await?;
+            if let Some(found_type) = other {
+                return Err(refused(stream, &found_type, "stream"));
+            }
             if let Some(id) = found {
                 let entry: Value = self
                     .query(redis::cmd("XRANGE").arg(stream).arg(&id).arg(&id))
@@ -233,7 +259,12 @@ impl Redis {
     ) -> Result<Option<Found>, BrokerError> {
         let mut cursor = "0".to_owned();
         loop {
-            let (next, member, score): (String, Option<Vec<u8>>, Option<String>) = self
+            let (next, member, score, other): (
+                String,
+                Option<Vec<u8>>,
+                Option<String>,
+                Option<String>,
+            ) = self
                 .invoke(
                     FIND_DELAYED
                         .key(&keys.delayed)
@@ -242,6 +273,9 @@ impl Redis {
                         .arg(PAGE),
                 )
                 .await?;
+            if let Some(found_type) = other {
+                return Err(refused(&keys.delayed, &found_type, "zset"));
+            }
             if let Some(member) = member
                 && let Some(fields) = super::delayed::fields(&member)
             {
