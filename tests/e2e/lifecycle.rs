@@ -208,6 +208,7 @@ fn lookup_reports_waiting_delayed_running_done_dead_and_unknown() {
     let waiting = enqueue(&url, &["test.echo", "w"]);
     let text = ok_stdout(jobhost(&["job", &waiting, "--redis", &url]));
     assert!(text.contains("waiting (stream entry"), "{text}");
+    let expiring = enqueue(&url, &["test.echo", "e", "--expires-in", "1ms"]);
     let delayed = enqueue(&url, &["test.echo", "d", "--delay", "1h"]);
     let job = lookup(&url, &delayed);
     assert_eq!(job["state"], "delayed", "{job}");
@@ -257,6 +258,9 @@ fn lookup_reports_waiting_delayed_running_done_dead_and_unknown() {
 
     wait_until("the waiting job is done", WAIT, || {
         state(&url, &waiting) == "done"
+    });
+    wait_until("the expiring job is recorded expired", WAIT, || {
+        state(&url, &expiring) == "expired"
     });
     let done = lookup(&url, &waiting);
     assert_eq!(done["output"], "w", "{done}");
