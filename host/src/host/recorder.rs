@@ -87,11 +87,7 @@ async fn record_batch(
                 None => log_finished(&done.finished, &keys.queue, metrics),
             }
             for skipped in recorded.skipped.iter().filter(|s| s.entry_id == entry_id) {
-                if skipped.key.starts_with(&unique_prefix) {
-                    log_kept_unique(&done.finished, skipped);
-                } else {
-                    log_skipped_reply(&done.finished, skipped);
-                }
+                log_skipped(&done.finished, skipped, &unique_prefix);
             }
         }
         for skipped in recorded.skipped.iter().filter(|s| s.entry_id.is_empty()) {
@@ -160,8 +156,10 @@ fn log_held(finished: &Finished, held: &Unwritten) {
     );
 }
 
-/// A reply the waiting producer will not get: it waits until its timeout.
-fn log_skipped_reply(finished: &Finished, skipped: &Unwritten) {
+/// A write the outcome did not need, skipped: the reply to a waiting
+/// producer (who waits until its timeout), or the release of a unique key
+/// that holds something other than a job id (left alone).
+fn log_skipped(finished: &Finished, skipped: &Unwritten, unique_prefix: &str) {
     let job_id = finished
         .delivery
         .job
@@ -170,27 +168,17 @@ fn log_skipped_reply(finished: &Finished, skipped: &Unwritten) {
             job.job_id.as_str()
         });
     let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
-    tracing::warn!(
-        %job_id, %key,
-        "reply to the waiting producer skipped: key {key} {reason}; the outcome itself is recorded"
-    );
-}
-
-/// A unique key the job's final outcome could not release: it holds
-/// something other than a job id, so it is left alone.
-fn log_kept_unique(finished: &Finished, skipped: &Unwritten) {
-    let job_id = finished
-        .delivery
-        .job
-        .as_ref()
-        .map_or(finished.delivery.entry_id.as_str(), |job| {
-            job.job_id.as_str()
-        });
-    let (key, reason) = (skipped.key.as_str(), skipped.reason.as_str());
-    tracing::warn!(
-        %job_id, %key,
-        "unique key not released: key {key} {reason}; delete that key; the outcome itself is recorded"
-    );
+    if key.starts_with(unique_prefix) {
+        tracing::warn!(
+            %job_id, %key,
+            "unique key not released: key {key} {reason}; delete that key; the outcome itself is recorded"
+        );
+    } else {
+        tracing::warn!(
+            %job_id, %key,
+            "reply to the waiting producer skipped: key {key} {reason}; the outcome itself is recorded"
+        );
+    }
 }
 
 fn log_finished(finished: &Finished, queue: &str, metrics: &Metrics) {
