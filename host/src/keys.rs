@@ -130,6 +130,14 @@ impl QueueKeys {
         format!("{}:schedule:{name}", self.prefix)
     }
 
+    /// Hash of the outcomes recorded in minute `minute` (ms since the epoch
+    /// / 60 000): field the outcome (`done`, `retry`, `dead`, ...), value how
+    /// many. Hosts add to it as they record; it expires after two hours. The
+    /// dashboard's charts read it.
+    pub fn history(&self, minute: u64) -> String {
+        format!("{}:history:{minute}", self.prefix)
+    }
+
     /// The start of every reply stream of this queue.
     pub fn reply_prefix(&self) -> String {
         format!("{}:reply:", self.prefix)
@@ -165,6 +173,14 @@ pub fn paused_queues(namespace: &str) -> String {
 /// Hosts read it about every second to learn of schedules added and removed.
 pub fn schedules_index(namespace: &str) -> String {
     format!("{namespace}:schedules")
+}
+
+/// The namespace's registry of live hosts: a hash of host (consumer) name →
+/// what it runs, as JSON with the time it expires unless renewed. Each host
+/// rewrites its own field with its heartbeat and removes it when it stops;
+/// readers skip (and clear) expired ones.
+pub fn hosts_registry(namespace: &str) -> String {
+    format!("{namespace}:hosts")
 }
 
 /// The keys of the namespace's one generator lease.
@@ -207,6 +223,8 @@ mod tests {
             "jobhost:{default}:schedule:nightly"
         );
         assert_eq!(schedules_index("jobhost"), "jobhost:schedules");
+        assert_eq!(keys.history(29_000_000), "jobhost:{default}:history:29000000");
+        assert_eq!(hosts_registry("jobhost"), "jobhost:hosts");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");
         assert_eq!(limit.running, "jobhost:{default}:limit:mailer:running");

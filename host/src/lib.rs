@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod dashboard;
 pub mod dispatch;
 pub mod envelope;
 pub mod generator;

@@ -284,6 +284,21 @@ impl Metrics {
         *self.serving.lock().expect("metrics lock") = plugins;
     }
 
+    /// Jobs finished since start: queue → outcome → how many.
+    pub fn outcome_totals(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut totals: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (queue, outcome, _, _, count) in self.jobs.lock().expect("metrics lock").iter() {
+            let outcomes = totals.entry(queue.to_owned()).or_default();
+            *outcomes.entry(outcome.to_owned()).or_default() += count;
+        }
+        totals
+    }
+
+    /// The plugins serving now: name → (version, content hash).
+    pub fn serving(&self) -> BTreeMap<String, (String, String)> {
+        self.serving.lock().expect("metrics lock").clone()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

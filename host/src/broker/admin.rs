@@ -12,6 +12,9 @@ use crate::keys::QueueKeys;
 
 /// Entries read per XRANGE page.
 const PAGE: usize = 500;
+/// Replays allowed before a dead job is frozen (thinrsmq's rule); a forced
+/// replay overrides.
+pub const MAX_REPLAYS: u32 = 3;
 
 static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("replay.lua")));
 
@@ -58,6 +61,25 @@ pub struct QueueStats {
     pub throttled: u64,
     /// Key-value buckets of the queue and how many keys each holds.
     pub buckets: std::collections::BTreeMap<String, u64>,
+}
+
+/// The counts of one queue, without its consumers, buckets or pause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Whether the queue's consumer group exists (some host served it).
+    #[serde(skip)]
+    pub has_group: bool,
+    pub stream_length: u64,
+    pub pending: u64,
+    pub lag: u64,
+    pub delayed: u64,
+    pub dead_letters: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub expired: u64,
+    pub cancelled: u64,
+    pub throttled: u64,
 }
 
 /// What became of a replay request.
@@ -108,6 +130,28 @@ impl Redis {
                 return Ok(found);
             }
         }
+    }
+
+    /// Up to `count` dead jobs of the queue, newest first, from just before
+    /// entry `before` (from the newest when `None`).
+    pub async fn dead_jobs_newest_first(
+        &mut self,
+        keys: &QueueKeys,
+        before: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<DeadJob>, BrokerError> {
+        let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+        let page: Value = self
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(&keys.dlq)
+                    .arg(end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count),
+            )
+            .await?;
+        Ok(dead_jobs(page))
     }
 
     /// One dead job of the queue, by its DLQ entry id.
@@ -175,8 +219,9 @@ impl Redis {
         Ok(queues)
     }
 
-    /// The figures of one queue.
-    pub async fn stats(&mut self, keys: &QueueKeys) -> Result<QueueStats, BrokerError> {
+    /// The counts of one queue, in two round trips (no scans): what the
+    /// dashboard refreshes every second.
+    pub async fn queue_counts(&mut self, keys: &QueueKeys) -> Result<QueueCounts, BrokerError> {
         let mut pipe = redis::pipe();
         pipe.cmd("XLEN").arg(&keys.stream);
         pipe.cmd("ZCARD").arg(&keys.delayed);
@@ -197,15 +242,37 @@ impl Redis {
             group.get("name").cloned().and_then(text).as_deref() == Some(&keys.group)
         });
         let number = |name: &str| match group.as_ref().and_then(|g| g.get(name)) {
-            Some(Value::Int(n)) => (*n).max(0) as u64,
-            _ => 0,
+            Some(Value::Int(n)) => Some((*n).max(0) as u64),
+            _ => None,
         };
-        let consumers = if group.is_some() {
+        let pending = number("pending").unwrap_or(0);
+        let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+        Ok(QueueCounts {
+            has_group: group.is_some(),
+            stream_length,
+            pending,
+            // Redis cannot always tell the lag (after XDEL or XTRIM): then
+            // every entry not pending is taken to be waiting.
+            lag: number("lag").unwrap_or(stream_length.saturating_sub(pending)),
+            delayed,
+            dead_letters,
+            processed: counter("done"),
+            failed: counter("dead"),
+            retried: counter("retry"),
+            expired: counter("expired"),
+            cancelled: counter("cancelled"),
+            throttled: counter("throttled"),
+        })
+    }
+
+    /// The figures of one queue.
+    pub async fn stats(&mut self, keys: &QueueKeys) -> Result<QueueStats, BrokerError> {
+        let counts = self.queue_counts(keys).await?;
+        let consumers = if counts.has_group {
             self.consumers(keys).await?
         } else {
             Vec::new()
         };
-        let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
         let buckets = self
             .kv_buckets(keys)
             .await?
@@ -223,18 +290,18 @@ impl Redis {
         Ok(QueueStats {
             queue: keys.queue.clone(),
             paused,
-            stream_length,
-            pending: number("pending"),
-            lag: number("lag"),
+            stream_length: counts.stream_length,
+            pending: counts.pending,
+            lag: counts.lag,
             consumers,
-            delayed,
-            dead_letters,
-            processed: counter("done"),
-            failed: counter("dead"),
-            retried: counter("retry"),
-            expired: counter("expired"),
-            cancelled: counter("cancelled"),
-            throttled: counter("throttled"),
+            delayed: counts.delayed,
+            dead_letters: counts.dead_letters,
+            processed: counts.processed,
+            failed: counts.failed,
+            retried: counts.retried,
+            expired: counts.expired,
+            cancelled: counts.cancelled,
+            throttled: counts.throttled,
             buckets,
         })
     }

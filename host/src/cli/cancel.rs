@@ -28,29 +28,41 @@ pub async fn execute(args: CancelArgs) -> anyhow::Result<i32> {
     let mut code = 0;
     for id in &args.ids {
         let report = redis.cancel_job(&queues, id, args.keep_result).await?;
-        let line = match report {
-            CancelReport::Removed { queue, was } => {
-                format!("job {id} in queue {queue}: cancelled while {was}; it will not run")
-            }
-            CancelReport::Stopped { queue, host } => {
-                format!("job {id} in queue {queue}: cancelled; {host} stopped it")
-            }
-            CancelReport::Stopping { queue, host } => format!(
-                "job {id} in queue {queue}: cancel requested; {host} has not stopped it yet \
-                 (it does when it sees the request, or the host that reclaims the job does)"
-            ),
-            CancelReport::Finished { queue, outcome } => {
-                code = 1;
-                format!(
-                    "job {id} in queue {queue}: already finished ({outcome}); nothing to cancel"
-                )
-            }
-            CancelReport::Unknown => {
-                code = 1;
-                format!("job {id}: unknown (not waiting, delayed or running in any queue)")
-            }
-        };
+        let (line, cancelled) = in_words(id, report);
+        if !cancelled {
+            code = 1;
+        }
         println!("{line}");
     }
     Ok(code)
+}
+
+/// What became of cancelling job `id`, in one line, and whether it is
+/// cancelled (or being stopped).
+pub(crate) fn in_words(id: &str, report: CancelReport) -> (String, bool) {
+    match report {
+        CancelReport::Removed { queue, was } => (
+            format!("job {id} in queue {queue}: cancelled while {was}; it will not run"),
+            true,
+        ),
+        CancelReport::Stopped { queue, host } => (
+            format!("job {id} in queue {queue}: cancelled; {host} stopped it"),
+            true,
+        ),
+        CancelReport::Stopping { queue, host } => (
+            format!(
+                "job {id} in queue {queue}: cancel requested; {host} has not stopped it yet \
+                 (it does when it sees the request, or the host that reclaims the job does)"
+            ),
+            true,
+        ),
+        CancelReport::Finished { queue, outcome } => (
+            format!("job {id} in queue {queue}: already finished ({outcome}); nothing to cancel"),
+            false,
+        ),
+        CancelReport::Unknown => (
+            format!("job {id}: unknown (not waiting, delayed or running in any queue)"),
+            false,
+        ),
+    }
 }

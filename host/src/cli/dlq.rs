@@ -8,8 +8,7 @@ use clap::{Args, Subcommand};
 use super::QueueArgs;
 use crate::broker::{DeadJob, Redis, Replay};
 
-/// Replays allowed before an entry is frozen (thinrsmq's rule); `--force` overrides.
-const MAX_REPLAYS: u32 = 3;
+use crate::broker::MAX_REPLAYS;
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {

@@ -110,7 +110,7 @@ fn finished_in_words(kept: &Kept) -> String {
     out
 }
 
-fn as_json(id: &str, keys: &QueueKeys, found: &Found) -> serde_json::Value {
+pub(crate) fn as_json(id: &str, keys: &QueueKeys, found: &Found) -> serde_json::Value {
     let mut object = json!({
         "id": id,
         "queue": keys.queue,

@@ -3,18 +3,19 @@
 //! environment variable named in its help or from `jobhost.toml` (`config.rs`):
 //! flags beat the environment, which beats the file.
 
-mod cancel;
+pub(crate) mod cancel;
 pub mod config;
+mod dashboard;
 mod dlq;
 pub mod enqueue;
 pub mod generate;
 mod invoke;
-mod job;
+pub(crate) mod job;
 mod kv;
 mod plugins;
 mod queue;
 mod run;
-mod schedule;
+pub(crate) mod schedule;
 pub mod settings;
 mod stats;
 
@@ -101,6 +102,8 @@ pub enum Command {
     Cancel(cancel::CancelArgs),
     /// Recurring jobs on a cron: add, list, show, remove, pause, resume, run-now.
     Schedule(schedule::ScheduleCommandArgs),
+    /// Serve the web dashboard: queues, hosts, dead jobs, schedules, job lookup.
+    Dashboard(dashboard::DashboardArgs),
     /// Inspect plugin files.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -235,6 +238,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<i32> {
                     Command::Job(args) => job::execute(args).await,
                     Command::Cancel(args) => cancel::execute(args).await,
                     Command::Schedule(args) => schedule::execute(args).await,
+                    Command::Dashboard(args) => dashboard::execute(args).await,
                     Command::Invoke(_) | Command::Plugins(_) => unreachable!("handled above"),
                 }
             })

@@ -81,28 +81,49 @@ pub enum ScheduleCommand {
     },
 }
 
-/// One schedule as `list` and `show` print it.
+/// One schedule as `list` and `show` print it (and the dashboard shows it).
 #[derive(Debug, Serialize)]
-struct ScheduleLine {
-    name: String,
-    cron: String,
-    tz: String,
-    queue: String,
+pub(crate) struct ScheduleLine {
+    pub name: String,
+    pub cron: String,
+    pub tz: String,
+    pub queue: String,
     #[serde(rename = "type")]
-    job_type: String,
-    catch_up: String,
-    paused: bool,
+    pub job_type: String,
+    pub catch_up: String,
+    pub paused: bool,
     /// The last tick fired (RFC 3339), if any.
-    last_tick: Option<String>,
+    pub last_tick: Option<String>,
     /// When that tick fired (RFC 3339, Redis's clock).
-    last_fired_at: Option<String>,
+    pub last_fired_at: Option<String>,
     /// The next tick that will fire (RFC 3339); none while paused.
-    next_fire: Option<String>,
+    pub next_fire: Option<String>,
     /// The payload, as text (binary bytes are shown lossily).
-    payload: String,
+    pub payload: String,
     /// Why the stored definition cannot fire, if it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
+    pub problem: Option<String>,
+}
+
+/// Every schedule of `namespace`, by name; one that cannot be read is
+/// listed as broken, not the end of the list.
+pub(crate) async fn schedule_lines(
+    redis: &mut Redis,
+    namespace: &str,
+) -> Result<Vec<ScheduleLine>, ScheduleStoreError> {
+    let now = now_ms();
+    let mut lines = Vec::new();
+    for (name, queue) in redis.schedule_index(namespace).await? {
+        match redis.read_schedule(namespace, &name, &queue).await {
+            Ok(Some(stored)) => lines.push(ScheduleLine::of(&stored, now)),
+            Ok(None) => {}
+            Err(error @ ScheduleStoreError::WrongType { .. }) => {
+                lines.push(ScheduleLine::broken(name, queue, error.to_string()))
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(lines)
 }
 
 impl ScheduleLine {
@@ -196,19 +217,7 @@ pub async fn execute(args: ScheduleCommandArgs) -> anyhow::Result<i32> {
             }
         }
         ScheduleCommand::List { json } => {
-            let now = now_ms();
-            let mut lines = Vec::new();
-            for (name, queue) in redis.schedule_index(namespace).await? {
-                match redis.read_schedule(namespace, &name, &queue).await {
-                    Ok(Some(stored)) => lines.push(ScheduleLine::of(&stored, now)),
-                    Ok(None) => {}
-                    // One broken schedule is shown as such, not the end of the list.
-                    Err(error @ ScheduleStoreError::WrongType { .. }) => {
-                        lines.push(ScheduleLine::broken(name, queue, error.to_string()))
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
+            let lines = schedule_lines(&mut redis, namespace).await?;
             if json {
                 println!("{}", serde_json::to_string(&lines)?);
             } else if lines.is_empty() {

@@ -9,7 +9,8 @@
 //! `job_redis.rs`, for `kv_reads.rs` and `fleet_limits.rs`), `recorder.rs` writes
 //! outcomes, `in_flight.rs` owns what a job holds meanwhile, `background.rs`
 //! holds the tasks beside the job path (heartbeat, delayed jobs, hot reload,
-//! standby generator), `schedules.rs` fires the namespace's recurring
+//! standby generator), `presence.rs` tells the fleet (and the dashboard) what
+//! this host runs and did, `schedules.rs` fires the namespace's recurring
 //! schedules, `health.rs` tracks whether Redis answers them all.
 
 mod background;
@@ -21,6 +22,7 @@ mod job_redis;
 mod kv_reads;
 mod pause;
 mod pool;
+mod presence;
 mod queues;
 mod reader;
 mod recorder;
@@ -34,6 +36,7 @@ use health::Health;
 use in_flight::InFlight;
 use pause::{Paused, watch_paused};
 use pool::Pool;
+use presence::{Identity, publish_presence};
 use queues::ReadPlan;
 use reader::Reader;
 use recorder::record_outcomes;
@@ -319,6 +322,20 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         health.path("heartbeat"),
         heartbeat_stop,
     ));
+    // Stopped after the recorder: the last outcomes reach the history.
+    let (stop_presence, presence_stop) = crate::shutdown::channel();
+    let presence = tokio::spawn(publish_presence(
+        redis.clone(),
+        Identity {
+            namespace: config.namespace.clone(),
+            consumer: consumer.clone(),
+            concurrency,
+            served: served.clone(),
+        },
+        queues.clone(),
+        metrics.clone(),
+        presence_stop,
+    ));
     let mut reader = Reader {
         redis: read_redis,
         queues: &queues,
@@ -354,7 +371,9 @@ pub async fn run(config: HostConfig, shutdown: Shutdown) -> Result<(), HostError
         );
     }
     stop_heartbeat.trigger();
+    stop_presence.trigger();
     let _ = heartbeat.await;
+    let _ = presence.await;
     let _ = promoter.await;
     let _ = pause_watcher.await;
     let _ = cancel_watcher.await;
