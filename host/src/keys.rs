@@ -223,7 +223,10 @@ mod tests {
             "jobhost:{default}:schedule:nightly"
         );
         assert_eq!(schedules_index("jobhost"), "jobhost:schedules");
-        assert_eq!(keys.history(29_000_000), "jobhost:{default}:history:29000000");
+        assert_eq!(
+            keys.history(29_000_000),
+            "jobhost:{default}:history:29000000"
+        );
         assert_eq!(hosts_registry("jobhost"), "jobhost:hosts");
         let limit = keys.limit("mailer", None);
         assert_eq!(limit.rate, "jobhost:{default}:limit:mailer:rate");

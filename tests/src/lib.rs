@@ -5,6 +5,7 @@
 
 mod binaries;
 mod cli;
+pub mod dashboard;
 mod host;
 pub mod http_server;
 pub mod proc_status;

@@ -62,14 +62,22 @@ impl Redis {
     }
 
     /// Removes host `name` from the registry (it stopped).
-    pub async fn deregister_host(&mut self, namespace: &str, name: &str) -> Result<(), BrokerError> {
+    pub async fn deregister_host(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         self.query::<()>(redis::cmd("HDEL").arg(hosts_registry(namespace)).arg(name))
             .await
     }
 
     /// The live hosts of `namespace` at `now_ms`, by name. Entries long
     /// expired (a killed host's) or unreadable are deleted on the way.
-    pub async fn hosts(&mut self, namespace: &str, now_ms: u64) -> Result<Vec<HostInfo>, BrokerError> {
+    pub async fn hosts(
+        &mut self,
+        namespace: &str,
+        now_ms: u64,
+    ) -> Result<Vec<HostInfo>, BrokerError> {
         let key = hosts_registry(namespace);
         let entries: BTreeMap<String, String> = self
             .query(redis::cmd("HGETALL").arg(&key))
@@ -101,7 +109,11 @@ impl Redis {
         let key = keys.history(minute);
         let mut pipe = redis::pipe();
         for (outcome, count) in counts.iter().filter(|(_, count)| **count > 0) {
-            pipe.cmd("HINCRBY").arg(&key).arg(outcome).arg(*count).ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg(outcome)
+                .arg(*count)
+                .ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(HISTORY_TTL_MS).ignore();
         self.pipeline::<()>(&pipe)

@@ -10,11 +10,21 @@ use crate::dashboard::{DashboardConfig, serve};
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
     /// Address to serve on. Beyond loopback a --token is required.
-    #[arg(long, value_name = "ADDR", env = "JOBHOST_DASHBOARD_LISTEN", default_value = "127.0.0.1:9400")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "JOBHOST_DASHBOARD_LISTEN",
+        default_value = "127.0.0.1:9400"
+    )]
     pub listen: SocketAddr,
     /// Secret every request must carry: the password of HTTP basic auth
     /// (any user name), or `Authorization: Bearer TOKEN`.
-    #[arg(long, value_name = "TOKEN", env = "JOBHOST_DASHBOARD_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "JOBHOST_DASHBOARD_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     #[command(flatten)]
     pub queue: QueueArgs,

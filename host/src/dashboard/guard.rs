@@ -69,7 +69,8 @@ pub async fn protect(State(app): State<App>, request: Request, next: Next) -> Re
     if let Some(token) = &app.token
         && !authorized(request.headers(), token)
     {
-        let mut refused = (StatusCode::UNAUTHORIZED, "this dashboard needs its token\n").into_response();
+        let mut refused =
+            (StatusCode::UNAUTHORIZED, "this dashboard needs its token\n").into_response();
         refused.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"jobhost\", charset=\"UTF-8\""),
@@ -89,7 +90,10 @@ fn with_security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -133,7 +137,9 @@ impl FromRequest<App> for ActionForm {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|site| site == "cross-site");
         if cross_site {
-            return Err(PageError::forbidden("refused: the form was sent from another site"));
+            return Err(PageError::forbidden(
+                "refused: the form was sent from another site",
+            ));
         }
         let axum::Form(fields) = axum::Form::<Vec<(String, String)>>::from_request(request, app)
             .await

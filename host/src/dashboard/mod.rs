@@ -46,7 +46,10 @@ pub enum DashboardError {
     #[error("--token is empty: give a secret of 16 characters or more")]
     EmptyToken,
     #[error("cannot listen on {addr}: {error}")]
-    Listen { addr: SocketAddr, error: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
@@ -136,7 +139,10 @@ fn router(app: App) -> Router {
         .route("/assets/style.css", get(style))
         .route("/assets/live.js", get(script))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), guard::protect))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::protect,
+        ))
         .with_state(app)
 }
 

@@ -136,7 +136,9 @@ async fn read(
     }
     let mut lines = Vec::new();
     for queue in &memory.queues {
-        let counts = redis.queue_counts(&QueueKeys::new(namespace, queue)).await?;
+        let counts = redis
+            .queue_counts(&QueueKeys::new(namespace, queue))
+            .await?;
         let reading = Reading {
             done: counts.processed,
             failures: counts.retried + counts.failed,
@@ -275,8 +277,20 @@ mod tests {
         memory.history.insert("q".to_owned(), minutes);
         let readings = memory.readings.entry("q".to_owned()).or_default();
         let last = 100 + MINUTES as u64 - 1;
-        readings.insert(last - 1, Reading { done: 10, failures: 0 });
-        readings.insert(last, Reading { done: 15, failures: 1 });
+        readings.insert(
+            last - 1,
+            Reading {
+                done: 10,
+                failures: 0,
+            },
+        );
+        readings.insert(
+            last,
+            Reading {
+                done: 15,
+                failures: 1,
+            },
+        );
         let (throughput, failures) = series(&memory, &[line("q", 18, 1)], 100, last);
         assert_eq!(throughput[0], 7);
         assert_eq!(failures[0], 3);
@@ -291,8 +305,17 @@ mod tests {
     #[test]
     fn a_minute_not_watched_to_its_end_counts_nothing() {
         let mut readings = BTreeMap::new();
-        readings.insert(5, Reading { done: 1, failures: 0 });
-        let latest = Reading { done: 9, failures: 0 };
+        readings.insert(
+            5,
+            Reading {
+                done: 1,
+                failures: 0,
+            },
+        );
+        let latest = Reading {
+            done: 9,
+            failures: 0,
+        };
         assert_eq!(sampled(Some(&readings), 5, 7, latest), (0, 0));
         assert_eq!(sampled(Some(&readings), 4, 7, latest), (0, 0));
         assert_eq!(sampled(None, 7, 7, latest), (0, 0));

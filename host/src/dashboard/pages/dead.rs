@@ -138,7 +138,10 @@ fn frozen(job: &DeadJob) -> bool {
 
 /// The ms of an entry id (`1700000000000-0`).
 fn entry_ms(id: &str) -> u64 {
-    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }
 
 /// At most `chars` characters of `text`, with an ellipsis when cut.
@@ -149,7 +152,10 @@ fn clipped(text: &str, chars: usize) -> String {
     }
 }
 
-pub async fn list(State(app): State<App>, Query(query): Query<ListQuery>) -> Result<Response, PageError> {
+pub async fn list(
+    State(app): State<App>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, PageError> {
     let keys = queue_keys(&app, &query.queue)?;
     let mut redis = app.redis.clone();
     let filter = &Filter {
@@ -252,7 +258,10 @@ pub struct ShowQuery {
     id: String,
 }
 
-pub async fn show(State(app): State<App>, Query(query): Query<ShowQuery>) -> Result<Response, PageError> {
+pub async fn show(
+    State(app): State<App>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Response, PageError> {
     let keys = queue_keys(&app, &query.queue)?;
     let mut redis = app.redis.clone();
     let Some(job) = redis.dead_job(&keys, &query.id).await? else {
@@ -263,7 +272,11 @@ pub async fn show(State(app): State<App>, Query(query): Query<ShowQuery>) -> Res
     };
     let now = now_ms();
     let one = [("queue", keys.queue.as_str()), ("id", job.id.as_str())];
-    let forced = [("queue", keys.queue.as_str()), ("id", job.id.as_str()), ("force", "yes")];
+    let forced = [
+        ("queue", keys.queue.as_str()),
+        ("id", job.id.as_str()),
+        ("force", "yes"),
+    ];
     let payload = job
         .fields
         .iter()
@@ -324,7 +337,10 @@ fn render_payload(payload: &[u8]) -> Markup {
     let head = &payload[..payload.len().min(SHOWN_PAYLOAD)];
     let (kind, text) = match std::str::from_utf8(payload) {
         Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) if !cut => ("JSON", serde_json::to_string_pretty(&json).unwrap_or_default()),
+            Ok(json) if !cut => (
+                "JSON",
+                serde_json::to_string_pretty(&json).unwrap_or_default(),
+            ),
             _ => ("text", String::from_utf8_lossy(head).into_owned()),
         },
         Err(_) => ("binary, bytes escaped", head.escape_ascii().to_string()),
@@ -344,17 +360,29 @@ async fn targets(
     if form.get("scope") == "filtered" {
         let filter = Filter::from_form(form);
         let (found, complete) = matching(redis, keys, &filter, BULK_CAP).await?;
-        return Ok((found.into_iter().map(|job| job.id).collect(), filter, complete));
+        return Ok((
+            found.into_iter().map(|job| job.id).collect(),
+            filter,
+            complete,
+        ));
     }
     let id = form.get("id");
     if id.is_empty() {
-        return Err(PageError::bad_request("say which dead job: an id, or scope=filtered"));
+        return Err(PageError::bad_request(
+            "say which dead job: an id, or scope=filtered",
+        ));
     }
     Ok((vec![id.to_owned()], Filter::default(), true))
 }
 
 /// What the confirmation says the action touches.
-fn described(keys: &QueueKeys, form: &ActionForm, ids: &[String], filter: &Filter, complete: bool) -> Markup {
+fn described(
+    keys: &QueueKeys,
+    form: &ActionForm,
+    ids: &[String],
+    filter: &Filter,
+    complete: bool,
+) -> Markup {
     html! {
         @if form.get("scope") == "filtered" {
             "the " (ids.len()) @if !complete { " (the most one action takes)" }
@@ -370,7 +398,14 @@ pub async fn replay(State(app): State<App>, form: ActionForm) -> Result<Response
     let keys = queue_keys(&app, form.get("queue"))?;
     let mut redis = app.redis.clone();
     let (ids, filter, complete) = targets(&mut redis, &keys, &form).await?;
-    let back = link("/dead", &[("queue", &keys.queue), ("type", &filter.job_type), ("error", &filter.error)]);
+    let back = link(
+        "/dead",
+        &[
+            ("queue", &keys.queue),
+            ("type", &filter.job_type),
+            ("error", &filter.error),
+        ],
+    );
     let force = form.get("force") == "yes";
     if !form.confirmed() {
         let question = html! {
@@ -378,7 +413,14 @@ pub async fn replay(State(app): State<App>, form: ActionForm) -> Result<Response
             "Each goes back on the queue as a fresh job (attempt 1)."
             @if !force { " Jobs replayed " (MAX_REPLAYS) " times already are frozen and stay." }
         };
-        return Ok(confirm(&app, "Replay dead jobs", question, "/dead/replay", &form, &back));
+        return Ok(confirm(
+            &app,
+            "Replay dead jobs",
+            question,
+            "/dead/replay",
+            &form,
+            &back,
+        ));
     }
     let (mut replayed, mut frozen, mut missing) = (0u64, 0u64, 0u64);
     for id in &ids {
@@ -390,12 +432,21 @@ pub async fn replay(State(app): State<App>, form: ActionForm) -> Result<Response
     }
     let mut result = format!("Replayed {}", jobs(replayed));
     if frozen > 0 {
-        result.push_str(&format!("; {} frozen (replayed {MAX_REPLAYS} times already) left dead", jobs(frozen)));
+        result.push_str(&format!(
+            "; {} frozen (replayed {MAX_REPLAYS} times already) left dead",
+            jobs(frozen)
+        ));
     }
     if missing > 0 {
         result.push_str(&format!("; {} gone meanwhile", jobs(missing)));
     }
-    Ok(outcome(&app, "Replay dead jobs", &result, &back, "Back to the dead jobs"))
+    Ok(outcome(
+        &app,
+        "Replay dead jobs",
+        &result,
+        &back,
+        "Back to the dead jobs",
+    ))
 }
 
 /// POST `/dead/purge`: deleted for good.
@@ -403,16 +454,36 @@ pub async fn purge(State(app): State<App>, form: ActionForm) -> Result<Response,
     let keys = queue_keys(&app, form.get("queue"))?;
     let mut redis = app.redis.clone();
     let (ids, filter, complete) = targets(&mut redis, &keys, &form).await?;
-    let back = link("/dead", &[("queue", &keys.queue), ("type", &filter.job_type), ("error", &filter.error)]);
+    let back = link(
+        "/dead",
+        &[
+            ("queue", &keys.queue),
+            ("type", &filter.job_type),
+            ("error", &filter.error),
+        ],
+    );
     if !form.confirmed() {
         let question = html! {
             "Purge " (described(&keys, &form, &ids, &filter, complete)) "? They are deleted for good."
         };
-        return Ok(confirm(&app, "Purge dead jobs", question, "/dead/purge", &form, &back));
+        return Ok(confirm(
+            &app,
+            "Purge dead jobs",
+            question,
+            "/dead/purge",
+            &form,
+            &back,
+        ));
     }
     let purged = redis.delete_dead(&keys, &ids).await?;
     let result = format!("Purged {}", jobs(purged));
-    Ok(outcome(&app, "Purge dead jobs", &result, &back, "Back to the dead jobs"))
+    Ok(outcome(
+        &app,
+        "Purge dead jobs",
+        &result,
+        &back,
+        "Back to the dead jobs",
+    ))
 }
 
 #[cfg(test)]

@@ -25,16 +25,28 @@ pub struct JobQuery {
 
 /// Every queue of the namespace, to look in.
 async fn every_queue(app: &App, redis: &mut Redis) -> Result<Vec<QueueKeys>, PageError> {
-    let mut names: Vec<String> = app.latest.get().queues.iter().map(|q| q.queue.clone()).collect();
+    let mut names: Vec<String> = app
+        .latest
+        .get()
+        .queues
+        .iter()
+        .map(|q| q.queue.clone())
+        .collect();
     for name in redis.queues(&app.namespace).await? {
         if !names.contains(&name) {
             names.push(name);
         }
     }
-    Ok(names.iter().map(|name| QueueKeys::new(&app.namespace, name)).collect())
+    Ok(names
+        .iter()
+        .map(|name| QueueKeys::new(&app.namespace, name))
+        .collect())
 }
 
-pub async fn page(State(app): State<App>, Query(query): Query<JobQuery>) -> Result<Response, PageError> {
+pub async fn page(
+    State(app): State<App>,
+    Query(query): Query<JobQuery>,
+) -> Result<Response, PageError> {
     let id = query.id.trim().to_owned();
     let search = html! {
         h1 { "Find a job" }
@@ -59,7 +71,11 @@ pub async fn page(State(app): State<App>, Query(query): Query<JobQuery>) -> Resu
         },
         Some((keys, found)) => {
             let json = crate::cli::job::as_json(&id, keys, &found);
-            let state = json.get("state").and_then(|s| s.as_str()).unwrap_or("").to_owned();
+            let state = json
+                .get("state")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_owned();
             let cancellable = matches!(
                 found.place,
                 Place::Waiting { .. } | Place::Delayed { .. } | Place::Running { .. }
@@ -107,7 +123,14 @@ pub async fn cancel(State(app): State<App>, form: ActionForm) -> Result<Response
         let question = html! {
             "Cancel job " code { (id) } "? If it waits or is delayed it never runs; if it runs, its host stops it."
         };
-        return Ok(confirm(&app, "Cancel job", question, "/jobs/cancel", &form, &back));
+        return Ok(confirm(
+            &app,
+            "Cancel job",
+            question,
+            "/jobs/cancel",
+            &form,
+            &back,
+        ));
     }
     let mut redis = app.redis.clone();
     let queues = every_queue(&app, &mut redis).await?;

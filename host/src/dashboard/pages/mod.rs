@@ -148,7 +148,11 @@ pub fn jobs(count: u64) -> String {
 
 /// A link's address: `path` with `params` as its query string.
 pub fn link(path: &str, params: &[(&str, &str)]) -> String {
-    let params: Vec<(&str, &str)> = params.iter().copied().filter(|(_, v)| !v.is_empty()).collect();
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .copied()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
     if params.is_empty() {
         return path.to_owned();
     }

@@ -82,7 +82,9 @@ pub async fn page(State(app): State<App>) -> Response {
 /// The banner that says the figures are stale, and why.
 fn status(snapshot: &Snapshot) -> Markup {
     let message = match (&snapshot.error, snapshot.taken_ms) {
-        (Some(error), _) => Some(format!("Redis did not answer; these figures may be old: {error}")),
+        (Some(error), _) => Some(format!(
+            "Redis did not answer; these figures may be old: {error}"
+        )),
         (None, 0) => Some("Reading Redis…".to_owned()),
         (None, _) => None,
     };
@@ -156,7 +158,9 @@ async fn set_paused(app: App, form: ActionForm, pause: bool) -> Result<Response,
         redis.resume(&app.namespace, &queue).await?
     };
     let result = match (pause, changed) {
-        (true, true) => format!("Paused queue {queue}: hosts stop reading it within about a second"),
+        (true, true) => {
+            format!("Paused queue {queue}: hosts stop reading it within about a second")
+        }
         (true, false) => format!("Queue {queue} was paused already"),
         (false, true) => format!("Resumed queue {queue}"),
         (false, false) => format!("Queue {queue} was not paused"),

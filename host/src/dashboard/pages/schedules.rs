@@ -92,13 +92,21 @@ async fn act(app: App, form: ActionForm, act: Act) -> Result<Response, PageError
         .map_err(|e| PageError::bad_request(&e.to_string()))?;
     let name = name.as_str();
     let (title, path, question) = match act {
-        Act::Pause => ("Pause schedule", "/schedules/pause", "No host fires it until it is resumed."),
+        Act::Pause => (
+            "Pause schedule",
+            "/schedules/pause",
+            "No host fires it until it is resumed.",
+        ),
         Act::Resume => (
             "Resume schedule",
             "/schedules/resume",
             "It fires from its next tick; ticks missed while paused do not fire.",
         ),
-        Act::RunNow => ("Run schedule now", "/schedules/run-now", "Its job is enqueued once, now; its ticks are unchanged."),
+        Act::RunNow => (
+            "Run schedule now",
+            "/schedules/run-now",
+            "Its job is enqueued once, now; its ticks are unchanged.",
+        ),
     };
     if !form.confirmed() {
         let question = html! { (title) " " strong { (name) } "? " (question) };
@@ -109,7 +117,10 @@ async fn act(app: App, form: ActionForm, act: Act) -> Result<Response, PageError
     let result = match act {
         Act::Pause | Act::Resume => {
             let pause = matches!(act, Act::Pause);
-            match (redis.set_schedule_paused(namespace, name, pause).await?, pause) {
+            match (
+                redis.set_schedule_paused(namespace, name, pause).await?,
+                pause,
+            ) {
                 (Edited::Done, true) => format!("Paused schedule {name}"),
                 (Edited::Done, false) => format!("Resumed schedule {name}"),
                 (Edited::Unchanged, true) => format!("Schedule {name} was paused already"),
@@ -119,8 +130,13 @@ async fn act(app: App, form: ActionForm, act: Act) -> Result<Response, PageError
         Act::RunNow => {
             let stored = redis.find_schedule(namespace, name).await?;
             let definition = stored.definition()?;
-            match redis.fire_schedule(namespace, &stored, &definition, None).await? {
-                Fired::Fired { job_id, .. } => format!("Ran schedule {name}: enqueued job {job_id}"),
+            match redis
+                .fire_schedule(namespace, &stored, &definition, None)
+                .await?
+            {
+                Fired::Fired { job_id, .. } => {
+                    format!("Ran schedule {name}: enqueued job {job_id}")
+                }
                 Fired::WrongType { key, reason } => {
                     return Err(ScheduleStoreError::WrongType { key, reason }.into());
                 }
@@ -129,5 +145,11 @@ async fn act(app: App, form: ActionForm, act: Act) -> Result<Response, PageError
             }
         }
     };
-    Ok(outcome(&app, title, &result, "/schedules", "Back to the schedules"))
+    Ok(outcome(
+        &app,
+        title,
+        &result,
+        "/schedules",
+        "Back to the schedules",
+    ))
 }
