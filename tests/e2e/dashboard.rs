@@ -317,11 +317,11 @@ fn beyond_loopback_it_needs_a_token_and_then_every_request_carries_it() {
         "--listen",
         "127.0.0.1:0",
         "--token",
-        " ",
+        "short-secret",
         "--redis",
         &redis.url(),
     ]);
-    assert!(one_line_error(&out).contains("--token is empty"));
+    assert!(one_line_error(&out).contains("16 characters or more"));
 
     let token = "correct-horse-battery-staple";
     let dashboard = Dashboard::start(&redis.url(), &["--token", token]);
@@ -402,4 +402,39 @@ fn markup_in_a_type_or_payload_is_shown_as_text() {
         "{}",
         binary.body
     );
+}
+
+#[test]
+fn keys_of_the_wrong_type_are_named_and_the_rest_is_shown() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    for (key, value) in [
+        ("jobhost:hosts", "not a hash"),
+        ("jobhost:{broken}:stream", "not a stream"),
+    ] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let plugins = PluginDir::with(&["hello"]);
+    let host = Host::start(&redis.url(), plugins.path(), &[]);
+    let id = enqueue(&redis.url(), &["hello.world", "{}"]);
+    host.wait_for_log(
+        &format!("job_id={id} type=hello.world plugin=hello attempt=1 outcome=done"),
+        WAIT,
+    );
+    let dashboard = Dashboard::start(&redis.url(), &[]);
+    let mut overview = dashboard.get("/");
+    wait_until("the overview shows the healthy queue", WAIT, || {
+        overview = dashboard.get("/");
+        overview.body.contains("data-stat=\"done\">1<")
+    });
+    let status = overview.element("status").unwrap_or_default().to_owned();
+    assert!(status.contains("jobhost:hosts"), "{status}");
+    assert!(status.contains("queue broken"), "{status}");
+    assert_eq!(dashboard.get("/hosts").status, 200);
+    let dead = dashboard.get("/dead?queue=broken");
+    assert!(dead.body.contains("0 dead jobs"), "{}", dead.body);
 }

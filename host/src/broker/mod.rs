@@ -71,6 +71,22 @@ pub enum BrokerError {
     Refused { key: String, reason: String },
 }
 
+impl BrokerError {
+    /// Whether a key held another type than the command works on: a
+    /// problem of that key, not of Redis.
+    pub fn is_wrong_type(&self) -> bool {
+        match self {
+            BrokerError::WrongType { .. } => true,
+            // A pipeline's error keeps each failed command's own.
+            BrokerError::Command { error, .. } => error
+                .clone()
+                .into_server_errors()
+                .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "WRONGTYPE")),
+            _ => false,
+        }
+    }
+}
+
 /// The URL with any password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -26,6 +26,9 @@ use crate::broker::{BrokerError, Redis};
 use crate::shutdown::Shutdown;
 use snapshot::Latest;
 
+/// A shorter token could be guessed by trying.
+const MIN_TOKEN_CHARS: usize = 16;
+
 /// Everything `jobhost dashboard` needs to know.
 #[derive(Debug, Clone)]
 pub struct DashboardConfig {
@@ -43,8 +46,10 @@ pub enum DashboardError {
         "--listen {0} is reachable from other machines: give a --token (or JOBHOST_DASHBOARD_TOKEN) that every request must carry, or listen on 127.0.0.1"
     )]
     NeedsToken(SocketAddr),
-    #[error("--token is empty: give a secret of 16 characters or more")]
-    EmptyToken,
+    #[error(
+        "--token is {0} characters long: give a secret of 16 characters or more (openssl rand -hex 16 makes one)"
+    )]
+    ShortToken(usize),
     #[error("cannot listen on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
@@ -81,8 +86,10 @@ pub async fn serve(
     shutdown: Shutdown,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), DashboardError> {
-    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        return Err(DashboardError::EmptyToken);
+    if let Some(token) = &config.token
+        && token.trim().chars().count() < MIN_TOKEN_CHARS
+    {
+        return Err(DashboardError::ShortToken(token.trim().chars().count()));
     }
     if !config.listen.ip().is_loopback() && config.token.is_none() {
         return Err(DashboardError::NeedsToken(config.listen));

@@ -46,7 +46,8 @@ pub struct QueueLine {
 pub struct Snapshot {
     /// When it was read (ms); 0 before the first read.
     pub taken_ms: u64,
-    /// Why the last read failed, if it did: the figures are that old.
+    /// What the page should warn of, if anything: the last read failed
+    /// (the figures are that old), or some keys could not be read.
     pub error: Option<String>,
     pub queues: Vec<QueueLine>,
     pub hosts: Vec<HostInfo>,
@@ -89,6 +90,9 @@ struct Memory {
     /// queue → per-minute counts the hosts published, for the window.
     history: BTreeMap<String, Vec<BTreeMap<String, u64>>>,
     history_from: u64,
+    /// What the last slow round could not read (a key of the wrong type,
+    /// say); the rest is shown all the same.
+    problems: Vec<String>,
 }
 
 /// Reads the figures every second into `latest` until `stop`.
@@ -106,7 +110,9 @@ pub async fn sample(mut redis: Redis, namespace: String, latest: Latest, mut sto
             Ok(snapshot) => latest.set(snapshot),
             Err(error) => {
                 let mut stale = (*latest.get()).clone();
-                stale.error = Some(error.to_string());
+                stale.error = Some(format!(
+                    "Redis did not answer; these figures may be old: {error}"
+                ));
                 latest.set(stale);
             }
         }
@@ -122,23 +128,58 @@ async fn read(
     let now = now_ms();
     let this_minute = now / 60_000;
     let first = this_minute + 1 - MINUTES as u64;
-    let paused = redis.paused(namespace).await?;
+    let mut problems = Vec::new();
+    let paused = match redis.paused(namespace).await {
+        Ok(paused) => paused,
+        Err(error) if error.is_wrong_type() => {
+            problems.push(format!("paused queues: {error}"));
+            Default::default()
+        }
+        Err(error) => return Err(error),
+    };
     if slow {
-        memory.hosts = redis.hosts(namespace, now).await?;
+        memory.problems.clear();
+        memory.hosts = match redis.hosts(namespace, now).await {
+            Ok(hosts) => hosts,
+            Err(error) if error.is_wrong_type() => {
+                memory.problems.push(format!("hosts: {error}"));
+                Vec::new()
+            }
+            Err(error) => return Err(error),
+        };
         memory.queues = known_queues(redis, namespace, &memory.hosts, &paused).await?;
         memory.history.clear();
         for queue in &memory.queues {
             let keys = QueueKeys::new(namespace, queue);
-            let minutes = redis.history(&keys, first, this_minute).await?;
-            memory.history.insert(queue.clone(), minutes);
+            match redis.history(&keys, first, this_minute).await {
+                Ok(minutes) => {
+                    memory.history.insert(queue.clone(), minutes);
+                }
+                Err(error) if error.is_wrong_type() => {
+                    memory
+                        .problems
+                        .push(format!("history of queue {queue}: {error}"));
+                }
+                Err(error) => return Err(error),
+            }
         }
         memory.history_from = first;
     }
+    problems.extend(memory.problems.iter().cloned());
     let mut lines = Vec::new();
     for queue in &memory.queues {
-        let counts = redis
-            .queue_counts(&QueueKeys::new(namespace, queue))
-            .await?;
+        let keys = QueueKeys::new(namespace, queue);
+        let counts = match redis.queue_counts(&keys).await {
+            Ok(counts) => counts,
+            Err(error) if error.is_wrong_type() => {
+                problems.push(format!(
+                    "queue {queue}: one of {}, {}, {} and {} holds another type than jobhost keeps there",
+                    keys.stream, keys.delayed, keys.dlq, keys.counters
+                ));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let reading = Reading {
             done: counts.processed,
             failures: counts.retried + counts.failed,
@@ -161,7 +202,8 @@ async fn read(
     let (throughput, failures) = series(memory, &lines, first, this_minute);
     Ok(Snapshot {
         taken_ms: now,
-        error: None,
+        error: (!problems.is_empty())
+            .then(|| format!("Some figures could not be read: {}", problems.join("; "))),
         queues: lines,
         hosts: memory.hosts.clone(),
         first_minute_ms: first * 60_000,

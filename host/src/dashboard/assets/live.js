@@ -67,7 +67,7 @@
     var status = document.getElementById("status");
     if (status) {
       status.hidden = !snapshot.error;
-      setText(status, snapshot.error ? "Redis did not answer; these figures may be old: " + snapshot.error : "");
+      setText(status, snapshot.error || "");
     }
   }
 

@@ -82,9 +82,7 @@ pub async fn page(State(app): State<App>) -> Response {
 /// The banner that says the figures are stale, and why.
 fn status(snapshot: &Snapshot) -> Markup {
     let message = match (&snapshot.error, snapshot.taken_ms) {
-        (Some(error), _) => Some(format!(
-            "Redis did not answer; these figures may be old: {error}"
-        )),
+        (Some(error), _) => Some(error.clone()),
         (None, 0) => Some("Reading Redis…".to_owned()),
         (None, _) => None,
     };
