@@ -135,6 +135,16 @@ mod tests {
     }
 
     #[test]
+    fn the_supported_versions_are_those_of_the_worlds_bindgen_reads() {
+        let current = include_str!("../../../wit/jobhost.wit");
+        let old = include_str!("../../wit/plugin-0.1.0/jobhost.wit");
+        for (wit, version) in [(current, SUPPORTED[0]), (old, SUPPORTED[1])] {
+            let package = format!("\npackage {PACKAGE}@{version};\n");
+            assert!(wit.contains(&package), "{package:?}");
+        }
+    }
+
+    #[test]
     fn only_the_versions_with_a_world_are_supported() {
         let version = |exports: &[&str]| WitVersion::of(exports.iter().copied(), []).unwrap();
         assert!(version(&["jobhost:plugin/handler@0.2.0"]).is_supported());
