@@ -1,8 +1,9 @@
-// Guest bindings generated from `wit/`: the only place `generate!` runs.
+// Guest bindings generated from `wit/` (the crate's link to the repository's
+// `wit/`, copied into the packaged crate): the only place `generate!` runs.
 // Plugin crates reach them through the `plugin!` macro, never directly.
 
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "wit",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "__export_plugin",

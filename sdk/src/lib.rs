@@ -37,6 +37,10 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and drop the
 //! `.wasm` into the folder `jobhost run --plugins` watches.
 //!
+//! The plugin is a component of the world `plugin` in `jobhost:plugin@0.2.0`,
+//! whose WIT ships in this crate's `wit/`; `jobhost plugins check` prints the
+//! version a plugin was built for.
+//!
 //! - Return output on success: anything that converts into [`Output`]
 //!   (`()`, `String`, `&str`, `Vec<u8>`, or [`Output::json`]).
 //! - [`Error::retry`] for failures worth another attempt (retried with

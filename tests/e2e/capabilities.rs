@@ -2,7 +2,8 @@
 //! its manifest lists and nowhere else, bounded per job (time, requests,
 //! response bytes); configuration whose secrets never reach a log line, an
 //! error or `plugins check`; retries at the time a plugin asks for; and
-//! plugins built for the previous WIT still running unchanged.
+//! plugins built for the previous WIT still running unchanged, while one
+//! built for a WIT this host does not know is refused, naming its version.
 //!
 //! Real redis-server, real `jobhost run`, real plugins (`webhook` from
 //! `plugins/`, the test guest `http-probe`), against the harness's
@@ -555,6 +556,45 @@ fn a_plugin_built_for_wit_0_1_0_loads_and_runs_unchanged() {
         host.log()
             .contains("type=hello.x plugin=hello attempt=1 outcome=done")
     );
+}
+
+#[test]
+fn plugins_check_shows_the_wit_version_each_plugin_was_built_for() {
+    let fixture = workspace_root().join("tests/fixtures/hello-wit-0.1.0.wasm");
+    for (file, wit) in [
+        (built_plugins().join("orders.wasm"), "jobhost:plugin@0.2.0"),
+        (fixture, "jobhost:plugin@0.1.0"),
+    ] {
+        let out = jobhost(&["plugins", "check", file.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.lines().any(|line| line == format!("wit: {wit}")),
+            "{}: {text}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_plugin_built_for_an_unknown_wit_version_is_refused_naming_it_and_the_supported_ones() {
+    let newer = built_plugins().join("newer-wit.wasm");
+    let out = jobhost(&["plugins", "check", newer.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("jobhost: plugin "), "{err}");
+    assert!(err.contains("newer-wit.wasm"), "{err}");
+    assert!(err.contains("built for jobhost:plugin@9.0.0"), "{err}");
+    assert!(
+        err.contains("supports jobhost:plugin 0.2.0 or 0.1.0"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 // --- `jobhost invoke` reads the manifest beside the file ---------------------

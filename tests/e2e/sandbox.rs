@@ -299,7 +299,7 @@ fn enqueue_refuses_an_oversized_payload_before_touching_redis() {
 #[test]
 fn hostile_files_are_refused_one_line_each_while_the_others_load() {
     let redis = RedisServer::start();
-    let plugins = PluginDir::with(&["hello", "orders", "otherworld", "badinfo"]);
+    let plugins = PluginDir::with(&["hello", "orders", "otherworld", "badinfo", "newer-wit"]);
     plugins.add_as("orders", "orders2");
     plugins.write("text.wasm", b"not wasm at all");
     plugins.write("core.wasm", b"\0asm\x01\0\0\0");
@@ -310,6 +310,7 @@ fn hostile_files_are_refused_one_line_each_while_the_others_load() {
         ("text.wasm", "not a WebAssembly file"),
         ("core.wasm", "not a component (core module)"),
         ("otherworld.wasm", "not a jobhost plugin"),
+        ("newer-wit.wasm", "built for jobhost:plugin@9.0.0"),
         ("badinfo.wasm", "invalid self-description"),
         ("orders2.wasm", "orders.created is already handled by"),
     ];

@@ -32,7 +32,7 @@ pub fn execute(command: PluginsCommand) -> anyhow::Result<i32> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("built for: {}", plugin.world());
+    println!("wit: {}", plugin.wit);
     println!("imports: {}", plugin.imports.join(", "));
     println!("fleet-wide limits: {}", plugin.limits.fleet);
     print_grants(&plugin);

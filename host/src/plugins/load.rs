@@ -20,6 +20,7 @@ use super::services::Services;
 use super::slots::Slots;
 use super::state::JobState;
 use super::store::fresh_store;
+use super::wit_version::{self, WitVersion};
 use super::world::PluginPre;
 
 /// Numbers each plugin load, so that a reused instance is only ever used for
@@ -41,9 +42,15 @@ pub enum LoadError {
     #[error("plugin {file}: invalid component: {reason}")]
     Invalid { file: String, reason: String },
     #[error(
-        "plugin {file}: not a jobhost plugin (world jobhost:plugin/plugin, 0.2.0 or 0.1.0): {reason}"
+        "plugin {file}: not a jobhost plugin (world jobhost:plugin/plugin, {}): {reason}",
+        wit_version::SUPPORTED.join(" or ")
     )]
     WrongWorld { file: String, reason: String },
+    #[error(
+        "plugin {file}: built for {built_for}, which this host does not support (it supports {}); rebuild the plugin for one of those, or upgrade jobhost",
+        wit_version::supported()
+    )]
+    UnsupportedWit { file: String, built_for: WitVersion },
     #[error("plugin {file}: describe failed: {reason}")]
     Describe { file: String, reason: String },
     #[error("plugin {file}: invalid self-description: {reason}")]
@@ -63,6 +70,8 @@ pub struct LoadedPlugin {
     pub limits: Limits,
     /// The interfaces the component imports (`wasi:http/outgoing-handler@0.2.12`, ...).
     pub imports: Vec<String>,
+    /// The version of the jobhost WIT it was built for (`jobhost:plugin@0.2.0`).
+    pub wit: WitVersion,
     /// Unique to this load: a reload of the same file gets another.
     pub(super) load_id: u64,
     pub(super) grants: Grants,
@@ -100,9 +109,11 @@ impl LoadedPlugin {
                     file: file.clone(),
                     reason: one_line(&e),
                 })?;
+        let (imports, exports) = interfaces(engine, &component);
+        let wit = check_wit_version(&file, &imports, &exports)?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
+            .and_then(|pre| PluginPre::new(pre, &wit))
             .map_err(|e| LoadError::WrongWorld {
                 file: file.clone(),
                 reason: one_line(&e),
@@ -121,7 +132,8 @@ impl LoadedPlugin {
             cache_use,
             description,
             limits,
-            imports: imports(engine, &component),
+            imports,
+            wit,
             load_id: NEXT_LOAD_ID.fetch_add(1, Ordering::Relaxed),
             grants,
             running: limits.concurrency.map(Slots::new),
@@ -139,24 +151,40 @@ impl LoadedPlugin {
         &self.content_hash[..12]
     }
 
-    /// The WIT package the plugin was built for (`jobhost:plugin@0.2.0`).
-    pub fn world(&self) -> &'static str {
-        self.pre.world()
-    }
-
     /// What its manifest grants and configures (secrets without their values).
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
 }
 
-/// The names of the interfaces a component imports.
-fn imports(engine: &Engine, component: &Component) -> Vec<String> {
-    component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect()
+/// The names of what a component imports and exports.
+fn interfaces(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String>) {
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(name, _)| name.to_owned());
+    let exports = ty.exports(engine).map(|(name, _)| name.to_owned());
+    (imports.collect(), exports.collect())
+}
+
+/// The WIT version the component was built for, refused when this host has
+/// no world for it.
+fn check_wit_version<'a>(
+    file: &str,
+    imports: &'a [String],
+    exports: &'a [String],
+) -> Result<WitVersion, LoadError> {
+    let names = |list: &'a [String]| list.iter().map(String::as_str);
+    let wit =
+        WitVersion::of(names(exports), names(imports)).ok_or_else(|| LoadError::WrongWorld {
+            file: file.to_owned(),
+            reason: format!("it names no {} interface", wit_version::PACKAGE),
+        })?;
+    if !wit.is_supported() {
+        return Err(LoadError::UnsupportedWit {
+            file: file.to_owned(),
+            built_for: wit,
+        });
+    }
+    Ok(wit)
 }
 
 /// Asks a fresh instance what the plugin is, under the plugin's own memory

@@ -2,7 +2,8 @@
 //! types to them, hot reload, and running jobs in their instances.
 //!
 //! Loading (`load.rs`, `description.rs`, `cache.rs`, `manifest.rs`) ends in a
-//! [`LoadedPlugin`] of the world it was built for (`world.rs`); running one
+//! [`LoadedPlugin`] of the world it was built for (`wit_version.rs` reads
+//! which, `world.rs` serves each); running one
 //! job (`run.rs`) builds its store (`store.rs`, `state.rs`, `limiter.rs`,
 //! `deadline.rs`, with outbound HTTP in `outbound/`, config and secrets
 //! in `config.rs` and key-value state in `kv/`), may reuse an instance (`reuse.rs`) and puts a failure in
@@ -37,6 +38,7 @@ mod slots;
 mod state;
 mod store;
 mod watch;
+mod wit_version;
 mod world;
 
 pub use bindings::Job;
@@ -56,3 +58,4 @@ pub use runtime::Runtime;
 pub use services::Services;
 pub use state::FollowUp;
 pub use watch::watch;
+pub use wit_version::WitVersion;

@@ -1,13 +1,15 @@
 //! The plugin worlds the host serves: the current `jobhost:plugin@0.2.0`
 //! and `0.1.0`, so plugins built before 0.2.0 run unchanged. A component is
-//! matched to the world whose `handler` it exports; calls to an older world
-//! are translated to the current types here, and nowhere else.
+//! matched to the world of the version it was built for (`wit_version.rs`);
+//! calls to an older world are translated to the current types here, and
+//! nowhere else.
 
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::bindings::{self, Failure, Job, LogLevel, PluginInfo, v0_1};
 use super::state::JobState;
+use super::wit_version::WitVersion;
 
 /// A plugin pre-instantiated for the world it was built for.
 pub enum PluginPre {
@@ -22,29 +24,20 @@ pub enum Plugin {
 }
 
 impl PluginPre {
-    /// Matches `pre` to a world; the error is the current world's mismatch.
-    pub fn new(pre: InstancePre<JobState>) -> wasmtime::Result<Self> {
-        match bindings::PluginPre::new(pre.clone()) {
-            Ok(current) => Ok(PluginPre::Current(current)),
-            Err(error) => match v0_1::PluginPre::new(pre) {
-                Ok(old) => Ok(PluginPre::V0_1(old)),
-                Err(_) => Err(error),
-            },
-        }
+    /// Matches `pre` to the world of `wit`, the version it was built for
+    /// (one of [`SUPPORTED`](super::wit_version::SUPPORTED)); the error says
+    /// what in it does not fit that world.
+    pub fn new(pre: InstancePre<JobState>, wit: &WitVersion) -> wasmtime::Result<Self> {
+        Ok(match wit.version() {
+            Some("0.1.0") => PluginPre::V0_1(v0_1::PluginPre::new(pre)?),
+            _ => PluginPre::Current(bindings::PluginPre::new(pre)?),
+        })
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
         match self {
             PluginPre::Current(pre) => pre.engine(),
             PluginPre::V0_1(pre) => pre.engine(),
-        }
-    }
-
-    /// The WIT package the plugin was built for.
-    pub fn world(&self) -> &'static str {
-        match self {
-            PluginPre::Current(_) => "jobhost:plugin@0.2.0",
-            PluginPre::V0_1(_) => "jobhost:plugin@0.1.0",
         }
     }
 
