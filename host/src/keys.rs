@@ -148,16 +148,22 @@ impl QueueKeys {
         format!("{}{client}", self.reply_prefix())
     }
 
-    /// A SCAN pattern matching the stream of every queue under `namespace`.
-    pub fn stream_pattern(namespace: &str) -> String {
-        format!("{namespace}:{{*}}:stream")
+    /// SCAN patterns matching the keys that make a queue exist under
+    /// `namespace`: its stream, and its delayed set (a queue whose only job
+    /// is delayed has no stream yet).
+    pub fn queue_patterns(namespace: &str) -> [String; 2] {
+        [
+            format!("{namespace}:{{*}}:stream"),
+            format!("{namespace}:{{*}}:delayed"),
+        ]
     }
 
-    /// The queue whose stream is `key`, if it is a stream key under `namespace`.
-    pub fn queue_of_stream<'k>(namespace: &str, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(namespace)?
-            .strip_prefix(":{")?
-            .strip_suffix("}:stream")
+    /// The queue whose stream or delayed set is `key`, if it is one under
+    /// `namespace`.
+    pub fn queue_of_key<'k>(namespace: &str, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(namespace)?.strip_prefix(":{")?;
+        rest.strip_suffix("}:stream")
+            .or_else(|| rest.strip_suffix("}:delayed"))
     }
 }
 
@@ -243,15 +249,22 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_key_names_its_queue() {
+    fn a_stream_or_delayed_set_key_names_its_queue() {
         let keys = QueueKeys::new("jobhost", "emails");
         assert_eq!(
-            QueueKeys::queue_of_stream("jobhost", &keys.stream),
+            QueueKeys::queue_of_key("jobhost", &keys.stream),
             Some("emails")
         );
-        assert_eq!(QueueKeys::queue_of_stream("jobhost", &keys.dlq), None);
-        assert_eq!(QueueKeys::queue_of_stream("other", &keys.stream), None);
-        assert_eq!(QueueKeys::stream_pattern("jobhost"), "jobhost:{*}:stream");
+        assert_eq!(
+            QueueKeys::queue_of_key("jobhost", &keys.delayed),
+            Some(keys.queue.as_str())
+        );
+        assert_eq!(QueueKeys::queue_of_key("jobhost", &keys.dlq), None);
+        assert_eq!(QueueKeys::queue_of_key("other", &keys.stream), None);
+        assert_eq!(
+            QueueKeys::queue_patterns("jobhost"),
+            ["jobhost:{*}:stream", "jobhost:{*}:delayed"]
+        );
         assert_eq!(
             GeneratorKeys::new("jobhost").lease,
             "jobhost:generator:lease"

@@ -438,3 +438,121 @@ fn keys_of_the_wrong_type_are_named_and_the_rest_is_shown() {
     let dead = dashboard.get("/dead?queue=broken");
     assert!(dead.body.contains("0 dead jobs"), "{}", dead.body);
 }
+
+#[test]
+fn pause_cancel_schedules_pages_and_frozen_entries_work_from_the_page() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut conn = redis.connection();
+    // 30 dead entries, the newest frozen (replayed three times already).
+    for n in 0..30 {
+        let replays = if n == 29 { "3" } else { "0" };
+        redis::cmd("XADD")
+            .arg(keys::DLQ)
+            .arg("*")
+            .arg(&["v", "1", "type", &format!("bulk.{n}"), "payload", "{}"])
+            .arg(&["last_error", "boom", "replay_count", replays])
+            .query::<String>(&mut conn)
+            .unwrap();
+    }
+    let delayed = enqueue(&url, &["hello.later", "{}", "--delay", "1h"]);
+    let added = jobhost(&[
+        "schedule",
+        "add",
+        "nightly",
+        "reports.nightly",
+        "{}",
+        "--cron",
+        "0 3 * * *",
+        "--redis",
+        &url,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let dashboard = Dashboard::start(&url, &[]);
+
+    // Pages of 25, newest first; the frozen one says so.
+    let first = dashboard.get("/dead");
+    assert_eq!(
+        first.body.matches("class=\"dead-job\"").count(),
+        25,
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("page 1 of 2"), "{}", first.body);
+    assert!(
+        first.body.contains("bulk.29") && !first.body.contains("bulk.4<"),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("frozen"), "{}", first.body);
+    let second = dashboard.get("/dead?page=2");
+    assert_eq!(
+        second.body.matches("class=\"dead-job\"").count(),
+        5,
+        "{}",
+        second.body
+    );
+    assert!(second.body.contains("bulk.0<"), "{}", second.body);
+
+    // Pause and resume a queue.
+    let paused = confirmed(&dashboard, "/queues/pause", &[("queue", "default")]);
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("jobhost:paused")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(members, ["default"]);
+    confirmed(&dashboard, "/queues/resume", &[("queue", "default")]);
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("jobhost:paused")
+        .query(&mut conn)
+        .unwrap();
+    assert!(members.is_empty());
+
+    // Cancel the delayed job; the lookup then says it is cancelled.
+    let cancelled = confirmed(&dashboard, "/jobs/cancel", &[("id", &delayed)]);
+    assert!(
+        cancelled
+            .element("result")
+            .is_some_and(|r| r.contains(&delayed)),
+        "{}",
+        cancelled.body
+    );
+    let zcard: u64 = redis::cmd("ZCARD")
+        .arg(keys::DELAYED)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(zcard, 0, "the delayed job is gone: {}", cancelled.body);
+    let found = dashboard.get(&format!("/jobs?id={delayed}"));
+    assert!(found.body.contains("cancelled"), "{}", found.body);
+
+    // Schedules: listed, paused and run now from the page.
+    let schedules = dashboard.get("/schedules");
+    assert!(
+        schedules.body.contains("data-schedule=\"nightly\""),
+        "{}",
+        schedules.body
+    );
+    let paused = confirmed(&dashboard, "/schedules/pause", &[("name", "nightly")]);
+    assert_eq!(
+        paused.element("result"),
+        Some("Paused schedule nightly"),
+        "{}",
+        paused.body
+    );
+    let listed = String::from_utf8_lossy(&jobhost(&["schedule", "list", "--redis", &url]).stdout)
+        .into_owned();
+    assert!(listed.contains("paused"), "{listed}");
+    let stream_before = entries(&mut conn, keys::STREAM).len();
+    confirmed(&dashboard, "/schedules/run-now", &[("name", "nightly")]);
+    let stream = entries(&mut conn, keys::STREAM);
+    assert_eq!(stream.len(), stream_before + 1);
+    assert_eq!(
+        stream.last().unwrap().1.get("type").map(String::as_str),
+        Some("reports.nightly")
+    );
+}

@@ -206,12 +206,15 @@ impl Redis {
         Ok(deleted)
     }
 
-    /// Queue names under `namespace` that have a stream.
+    /// Queue names under `namespace` that have a stream or a delayed set.
     pub async fn queues(&mut self, namespace: &str) -> Result<Vec<String>, BrokerError> {
-        let streams = self.scan(&QueueKeys::stream_pattern(namespace)).await?;
-        let mut queues: Vec<String> = streams
+        let mut keys = Vec::new();
+        for pattern in QueueKeys::queue_patterns(namespace) {
+            keys.extend(self.scan(&pattern).await?);
+        }
+        let mut queues: Vec<String> = keys
             .iter()
-            .filter_map(|key| QueueKeys::queue_of_stream(namespace, key))
+            .filter_map(|key| QueueKeys::queue_of_key(namespace, key))
             .map(str::to_owned)
             .collect();
         queues.sort();
