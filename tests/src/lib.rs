@@ -4,6 +4,7 @@
 //! Tests wait on conditions with deadlines ([`wait_until`]), never on sleeps.
 
 mod binaries;
+pub mod browser;
 mod cli;
 pub mod dashboard;
 mod host;
