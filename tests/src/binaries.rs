@@ -22,7 +22,24 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// Runs a build. Cargo gives a running test the variables of its own
+/// package (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...); build scripts such
+/// as ring's rerun when those change, so a build that inherited them would
+/// rebuild ring, rustls, redis and jobhost, and the next `cargo` run outside
+/// the tests would rebuild them back.
 fn run(what: &str, command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_CRATE_")
+            || name.starts_with("CARGO_BIN_")
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_TARGET_TMPDIR"
+        {
+            command.env_remove(&*name);
+        }
+    }
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
