@@ -93,8 +93,7 @@ fn a_dead_job_found_by_type_is_replayed_through_its_confirmation() {
     let dashboard = Dashboard::start(&redis.url(), &[]);
     let browser = Browser::start(1280, 900);
 
-    browser.goto(&dashboard.url("/dead"));
-    browser.wait_for("both dead jobs", WAIT, |b| {
+    browser.wait_for_page(&dashboard.url("/dead"), "both dead jobs", WAIT, |b| {
         b.count("#dead-jobs tr.dead-job") == 2
     });
     browser.fill("#dead-filter input[name='type']", "greet", WAIT);
@@ -131,8 +130,8 @@ fn a_dead_job_found_by_type_is_replayed_through_its_confirmation() {
         &format!("job_id={greeting} type=greet.me plugin=greeter attempt=1 outcome=done"),
         WAIT,
     );
-    browser.goto(&dashboard.url("/dead"));
-    browser.wait_for("only the other dead job left", WAIT, |b| {
+    let dead = dashboard.url("/dead");
+    browser.wait_for_page(&dead, "only the other dead job left", WAIT, |b| {
         b.count("#dead-jobs tr.dead-job") == 1
             && b.text_now("#dead-jobs td[data-field='type']").as_deref() == Some("invoice.send")
     });
@@ -163,10 +162,6 @@ fn the_pages_fit_a_phone_without_sideways_scrolling() {
     );
     let dashboard = Dashboard::start(&redis.url(), &[]);
     let browser = Browser::start(390, 844);
-    // The other pages are drawn once: wait, on the live one, until the
-    // dashboard has seen the host.
-    browser.goto(&dashboard.url("/"));
-    browser.wait_for_text("#hosts-count", "1", WAIT);
 
     let pages = [
         ("/", "table#queues tr[data-queue='default']"),
@@ -174,10 +169,8 @@ fn the_pages_fit_a_phone_without_sideways_scrolling() {
         ("/hosts", "table#hosts tr[data-host]"),
     ];
     for (path, content) in pages {
-        browser.goto(&dashboard.url(path));
-        browser.wait_for(&format!("{path} to show {content}"), WAIT, |b| {
-            b.exists(content)
-        });
+        let what = format!("{path} to show {content}");
+        browser.wait_for_page(&dashboard.url(path), &what, WAIT, |b| b.exists(content));
         assert_fits(&browser, path);
     }
     browser.goto(&dashboard.url("/dead"));

@@ -230,6 +230,21 @@ impl Browser {
         }
     }
 
+    /// Opens `url` again and again until `condition` holds there: for a
+    /// page drawn once on the server, whose content comes later.
+    pub fn wait_for_page(
+        &self,
+        url: &str,
+        what: &str,
+        wait: Duration,
+        mut condition: impl FnMut(&Browser) -> bool,
+    ) {
+        self.wait_for(what, wait, |browser| {
+            browser.goto(url);
+            condition(browser)
+        });
+    }
+
     /// Clicks the first element matching `css`, once there is one.
     pub fn click(&self, css: &str, wait: Duration) {
         self.wait_for(&format!("an element {css} to click"), wait, |b| {
