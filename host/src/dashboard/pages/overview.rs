@@ -72,7 +72,7 @@ pub async fn page(State(app): State<App>) -> Response {
             }
         }
         p.updated {
-            span id="hosts-count" { (snapshot.hosts.len()) } " live hosts · updated "
+            "Live hosts: " span id="hosts-count" { (snapshot.hosts.len()) } " · updated "
             span id="updated" data-ms=(snapshot.taken_ms) { (super::ago(snapshot.taken_ms, now_ms())) }
         }
     };
