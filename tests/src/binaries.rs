@@ -75,6 +75,15 @@ pub fn built_plugins() -> &'static Path {
     .path()
 }
 
+/// A compiled-code cache (`jobhost run --cache-dir`) shared by every test
+/// run of this target folder. Plugins in other languages take seconds to
+/// compile even with an optimised compiler; tests that load them share their
+/// compiled code instead of compiling them again each (the cache is keyed by
+/// content hash and engine, and written atomically, so sharing is safe).
+pub fn shared_code_cache() -> PathBuf {
+    target_dir().join("e2e-code-cache")
+}
+
 /// A plugins folder of a test's own, holding copies of chosen plugins.
 pub struct PluginDir {
     dir: TempDir,
