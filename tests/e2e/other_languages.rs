@@ -9,15 +9,15 @@
 //!
 //! Real redis-server, real `jobhost run`, the real example plugins, the
 //! harness's [`HttpServer`] on loopback. The hosts share one compiled-code
-//! cache ([`shared_code_cache`]): an 18 MB Python component takes seconds to
-//! compile, once for all these tests.
+//! cache ([`with_shared_code_cache`]): an 18 MB Python component takes
+//! seconds to compile, once for all these tests.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobhost_tests::{
     Host, HttpServer, PluginDir, RedisServer, enqueue, enqueue_and_wait, last_error, ok_stdout,
-    shared_code_cache,
+    with_shared_code_cache,
 };
 
 /// Long enough for a first, cold compile of both components on a busy CI machine.
@@ -28,14 +28,15 @@ const JAVASCRIPT: &str = "js-greeter";
 
 /// A host over `plugins` with the shared code cache, once it consumes.
 fn start_host(redis: &RedisServer, plugins: &Path) -> Host {
-    let cache = shared_code_cache();
-    let host = Host::builder(&redis.url(), plugins)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args(&["--concurrency", "2"])
-        .spawn();
-    host.wait_for_log("consuming", LOAD);
-    host
+    with_shared_code_cache(|cache| {
+        let host = Host::builder(&redis.url(), plugins)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(&["--concurrency", "2"])
+            .spawn();
+        host.wait_for_log("consuming", LOAD);
+        host
+    })
 }
 
 /// Both greeters; py-greeter granted the bucket its follow-up counts in.

@@ -13,7 +13,8 @@ pub mod topologies;
 mod wait;
 
 pub use binaries::{
-    PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, shared_code_cache, workspace_root,
+    PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, shared_code_cache,
+    with_shared_code_cache, workspace_root,
 };
 pub use cli::{enqueue, enqueue_and_wait};
 pub use host::{
