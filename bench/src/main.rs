@@ -348,7 +348,7 @@ async fn other_languages(redis: &RedisServer, args: &BenchArgs) -> anyhow::Resul
             args.language_jobs
         ),
         &format!(
-            "size; start cold/warm cache; idle RSS; jobs/s fresh, reuse {}; peak RSS",
+            "size; start cold/warm cache; idle RSS cold/warm; jobs/s fresh, reuse {}; peak RSS",
             measures::LANGUAGE_JOBS_PER_INSTANCE
         ),
     );
@@ -365,10 +365,11 @@ async fn other_languages(redis: &RedisServer, args: &BenchArgs) -> anyhow::Resul
         line(
             &format!("   {}", subject.name),
             &format!(
-                "{:.1} MiB; {:.2} s / {:.2} s; {:.0} MiB; {:.0} ({:.0} µs/job), {:.0} ({:.0} µs/job); {:.0} MiB",
+                "{:.1} MiB; {:.2} s / {:.2} s; {:.0} / {:.0} MiB; {:.0} ({:.0} µs/job), {:.0} ({:.0} µs/job); {:.0} MiB",
                 cost.size_mib,
                 cost.cold_start_s,
                 cost.warm_start_s,
+                cost.cold_idle_mib,
                 cost.idle_mib,
                 cost.fresh_rate,
                 concurrency as f64 * 1e6 / cost.fresh_rate,

@@ -71,13 +71,15 @@ def greeted(job: Job) -> bytes:
         bucket = wasi_keyvalue_store.open(BUCKET)
         count = atomics.increment(bucket, name, 1)
     except Err as error:
-        # The host's message says which manifest line would grant the bucket.
-        raise fatal(f"keyvalue {BUCKET}: {error.value}")
+        # error.value is a wasi:keyvalue error case (Error_AccessDenied,
+        # Error_Other(text), ...); the host's text says which manifest line
+        # would grant the bucket.
+        raise fatal(f"keyvalue {BUCKET}: {getattr(error.value, 'value', None) or error.value}")
     report = {"name": name, "greetings": count}
     try:
         url = wasi_config_store.get("notify_url")
     except Err as error:
-        raise fatal(f"config: {error.value}")
+        raise fatal(f"config: {getattr(error.value, 'value', None) or error.value}")
     if url:
         try:
             status = http_out.post_json(url, report)

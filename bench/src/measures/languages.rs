@@ -1,7 +1,8 @@
 //! Measure 11: what a plugin in another language costs (README "Plugins in
 //! other languages"), beside the Rust `hello`: its file size; the start of a
 //! `jobhost run` (a child process) that compiles it (cold code cache) and
-//! one that loads the cached code (warm); the host's idle RSS with it loaded;
+//! one that loads the cached code (warm); the host's idle RSS with it loaded
+//! after each;
 //! and jobs/s with a fresh instance per job and with instance reuse
 //! (`jobs_per_instance`), with the host's peak RSS during those drains.
 
@@ -63,6 +64,8 @@ pub struct LanguageFigures {
     pub cold_start_s: f64,
     /// The same with the compiled code cached, in s.
     pub warm_start_s: f64,
+    /// RSS of the cold host (it compiled the plugin), idle, in MiB.
+    pub cold_idle_mib: f64,
     /// RSS of the warm host, idle with the plugin loaded, in MiB.
     pub idle_mib: f64,
     /// Jobs/s (follow-ups included), a fresh instance per job.
@@ -105,6 +108,8 @@ pub async fn language_cost(
     };
 
     let (cold, cold_start_s) = start(&queue);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cold_idle_mib = rss(&cold, "VmRSS")?;
     drop(cold);
     let (host, warm_start_s) = start(&queue);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -122,6 +127,7 @@ pub async fn language_cost(
         size_mib: size as f64 / (1 << 20) as f64,
         cold_start_s,
         warm_start_s,
+        cold_idle_mib,
         idle_mib,
         fresh_rate,
         reuse_rate,
