@@ -173,10 +173,9 @@ fn restart_with_a_warm_code_cache_does_not_compile_again() {
         let line = load_line(&second, name);
         assert!(line.contains("cache=hit"), "{line}");
     }
-    // Idle with both loaded from the cache (measured ~120 MiB for this debug
-    // build, ~MEASURED for the release build: README "Plugins in other
-    // languages"); a host that compiled them, or kept a copy of each
-    // component's bytes, would be well above the bound.
+    // Idle with both loaded from the cache: ~120 MiB measured for this debug
+    // build (the release build's figures, per plugin, are in README "Plugins
+    // in other languages"); the bound catches a host that keeps far more.
     let rss_mib = second.status_kib("VmRSS").expect("the host's VmRSS") / 1024;
     assert!(rss_mib < IDLE_RSS_MIB, "idle RSS {rss_mib} MiB");
     assert_eq!(
