@@ -41,6 +41,13 @@ struct BenchArgs {
     /// Only the per-job overhead, without Redis.
     #[arg(long)]
     overhead_only: bool,
+    /// Only the cost of plugins in other languages (measure 11).
+    #[arg(long)]
+    languages_only: bool,
+    /// Jobs enqueued per drain of the other-languages measure (py-greeter,
+    /// js-greeter and hello; each greet enqueues a follow-up; 0: skip).
+    #[arg(long, default_value_t = 2_000)]
+    language_jobs: usize,
     /// Jobs drained by the `jobhost run` process whose memory is measured (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     memory_jobs: u64,
@@ -107,6 +114,11 @@ async fn execute(args: BenchArgs) -> anyhow::Result<()> {
         args.job_type.split('.').next().unwrap_or("hello")
     ));
     let runs = args.runs.max(1);
+    if args.languages_only {
+        println!("machine: {} CPUs ({})", num_cpus(), cpu_model());
+        let redis = tokio::task::block_in_place(RedisServer::start);
+        return other_languages(&redis, &args).await;
+    }
     println!(
         "machine: {} CPUs ({}); {} jobs per run, {runs} runs",
         num_cpus(),
@@ -258,6 +270,9 @@ async fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if args.limited_jobs > 0 {
         limited_jobs(&redis, &args, concurrency, runs).await?;
     }
+    if args.language_jobs > 0 {
+        other_languages(&redis, &args).await?;
+    }
     line(
         "   bench process RSS (in-process hosts, after)",
         &format!("{:.1} MiB", measures::rss_mib()),
@@ -319,6 +334,51 @@ async fn http_post_per_job(
         of(measures::HttpFigures::overhead_us),
         Target::None,
     );
+    Ok(())
+}
+
+/// Measure 11, "plugins in other languages": per plugin, its size, cold and
+/// warm start, idle RSS, jobs/s fresh and reused, peak RSS; one run each
+/// (a cold start of the Python plugin alone takes seconds).
+async fn other_languages(redis: &RedisServer, args: &BenchArgs) -> anyhow::Result<()> {
+    let concurrency = args.concurrency.unwrap_or_else(num_cpus);
+    line(
+        &format!(
+            "11. other languages ({} jobs + follow-ups, {concurrency} thr)",
+            args.language_jobs
+        ),
+        &format!(
+            "size; start cold/warm cache; idle RSS cold/warm; jobs/s fresh, reuse {}; peak RSS",
+            measures::LANGUAGE_JOBS_PER_INSTANCE
+        ),
+    );
+    for subject in &measures::SUBJECTS {
+        flush(redis)?;
+        let cost = measures::language_cost(
+            &redis.url(),
+            &args.plugins,
+            subject,
+            args.language_jobs,
+            concurrency,
+        )
+        .await?;
+        line(
+            &format!("   {}", subject.name),
+            &format!(
+                "{:.1} MiB; {:.2} s / {:.2} s; {:.0} / {:.0} MiB; {:.0} ({:.0} µs/job), {:.0} ({:.0} µs/job); {:.0} MiB",
+                cost.size_mib,
+                cost.cold_start_s,
+                cost.warm_start_s,
+                cost.cold_idle_mib,
+                cost.idle_mib,
+                cost.fresh_rate,
+                concurrency as f64 * 1e6 / cost.fresh_rate,
+                cost.reuse_rate,
+                concurrency as f64 * 1e6 / cost.reuse_rate,
+                cost.peak_mib,
+            ),
+        );
+    }
     Ok(())
 }
 

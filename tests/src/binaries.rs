@@ -92,6 +92,31 @@ pub fn built_plugins() -> &'static Path {
     .path()
 }
 
+/// A compiled-code cache (`jobhost run --cache-dir`) shared by every test
+/// run of this target folder. Plugins in other languages take seconds to
+/// compile even with an optimised compiler; tests that load them share their
+/// compiled code instead of compiling them again each (the cache is keyed by
+/// content hash and engine, and written atomically, so sharing is safe).
+pub fn shared_code_cache() -> PathBuf {
+    target_dir().join("e2e-code-cache")
+}
+
+/// Runs `start` (which starts a host on [`shared_code_cache`] and waits until
+/// it has loaded its plugins) while holding a lock on that cache, so that
+/// tests starting at the same time compile a plugin once, one after the
+/// other, rather than each at once on a busy machine.
+pub fn with_shared_code_cache<T>(start: impl FnOnce(&Path) -> T) -> T {
+    let dir = shared_code_cache();
+    std::fs::create_dir_all(&dir).expect("shared code cache folder");
+    let lock = std::fs::File::create(dir.join(".lock")).expect("shared code cache lock");
+    // SAFETY: flock on a file descriptor this function owns; released when
+    // `lock` is closed at the end of the function (or by the kernel if the
+    // test dies).
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "flock the shared code cache");
+    start(&dir)
+}
+
 /// A plugins folder of a test's own, holding copies of chosen plugins.
 pub struct PluginDir {
     dir: TempDir,

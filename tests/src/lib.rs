@@ -14,7 +14,10 @@ mod redis_server;
 pub mod topologies;
 mod wait;
 
-pub use binaries::{PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, workspace_root};
+pub use binaries::{
+    PluginDir, built_plugins, jobhost_bin, jobhost_release_bin, shared_code_cache,
+    with_shared_code_cache, workspace_root,
+};
 pub use cli::{enqueue, enqueue_and_wait};
 pub use host::{
     Host, HostBuilder, jobhost, jobhost_command, jobhost_with_input, jobhost_with_stdin, ok_stdout,

@@ -5,6 +5,7 @@
 mod child;
 mod http;
 mod kv;
+mod languages;
 mod limits;
 mod memory;
 mod startup;
@@ -24,6 +25,7 @@ use tempfile::TempDir;
 
 pub use http::{HttpFigures, http_post_per_job};
 pub use kv::{KvFigures, kv_increment_per_job};
+pub use languages::{JOBS_PER_INSTANCE as LANGUAGE_JOBS_PER_INSTANCE, SUBJECTS, language_cost};
 pub use limits::{RATE as LIMITED_RATE, limited_jobs_rate};
 pub use memory::host_memory;
 pub use startup::first_job_ms;

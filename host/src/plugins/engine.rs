@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+/// Core module instances one job's component instance may hold. A Rust
+/// plugin holds 3, a JavaScript one (componentize-js) 4, a Python one
+/// (componentize-py: libc, libpython, its runtime, WASI shims, ...) 14: with
+/// fewer per job, jobs of a Python plugin on more than a few threads failed
+/// with "maximum concurrent limit of N for core instances reached". A slot is
+/// a count, not memory: the pool reserves nothing per core instance.
+const CORE_INSTANCES_PER_JOB: u32 = 32;
+
 /// How often the epoch advances: the granularity of per-job time limits.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -23,11 +31,12 @@ pub fn ticks_for(limit: Duration) -> u64 {
 /// pages stay resident between jobs instead of being faulted in again.
 pub fn new_engine(instances: u32) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    // A Rust component holds a few core instances, memories and tables; leave headroom
-    // for plugin load checks running beside jobs.
+    // A component holds a few memories and tables and up to
+    // CORE_INSTANCES_PER_JOB core instances; leave headroom for plugin load
+    // checks running beside jobs.
     let slots = instances.saturating_add(8);
     pool.total_component_instances(slots)
-        .total_core_instances(slots.saturating_mul(4))
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_JOB))
         .total_memories(slots.saturating_mul(2))
         .total_tables(slots.saturating_mul(4))
         .linear_memory_keep_resident(1 << 20)
