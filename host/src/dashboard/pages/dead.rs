@@ -48,6 +48,18 @@ impl Filter {
             && error.to_lowercase().contains(&self.error.to_lowercase())
     }
 
+    /// The list of the queue's dead jobs this filter shows.
+    fn list_link(&self, keys: &QueueKeys) -> String {
+        link(
+            "/dead",
+            &[
+                ("queue", &keys.queue),
+                ("type", &self.job_type),
+                ("error", &self.error),
+            ],
+        )
+    }
+
     fn is_empty(&self) -> bool {
         self.job_type.is_empty() && self.error.is_empty()
     }
@@ -398,14 +410,7 @@ pub async fn replay(State(app): State<App>, form: ActionForm) -> Result<Response
     let keys = queue_keys(&app, form.get("queue"))?;
     let mut redis = app.redis.clone();
     let (ids, filter, complete) = targets(&mut redis, &keys, &form).await?;
-    let back = link(
-        "/dead",
-        &[
-            ("queue", &keys.queue),
-            ("type", &filter.job_type),
-            ("error", &filter.error),
-        ],
-    );
+    let back = filter.list_link(&keys);
     let force = form.get("force") == "yes";
     if !form.confirmed() {
         let question = html! {
@@ -454,14 +459,7 @@ pub async fn purge(State(app): State<App>, form: ActionForm) -> Result<Response,
     let keys = queue_keys(&app, form.get("queue"))?;
     let mut redis = app.redis.clone();
     let (ids, filter, complete) = targets(&mut redis, &keys, &form).await?;
-    let back = link(
-        "/dead",
-        &[
-            ("queue", &keys.queue),
-            ("type", &filter.job_type),
-            ("error", &filter.error),
-        ],
-    );
+    let back = filter.list_link(&keys);
     if !form.confirmed() {
         let question = html! {
             "Purge " (described(&keys, &form, &ids, &filter, complete)) "? They are deleted for good."

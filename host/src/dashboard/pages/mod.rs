@@ -38,18 +38,26 @@ const SECTIONS: [(Section, &str, &str); 5] = [
     (Section::Schedules, "/schedules", "Schedules"),
 ];
 
+/// Every page's `<head>`: its title, the built-in stylesheet, no favicon
+/// request.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · jobhost" }
+            link rel="stylesheet" href="/assets/style.css";
+            link rel="icon" href="data:,";
+        }
+    }
+}
+
 /// A whole page: head, navigation, `body`, and the live script.
 pub fn frame(app: &App, title: &str, section: Section, body: Markup) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · jobhost" }
-                link rel="stylesheet" href="/assets/style.css";
-                link rel="icon" href="data:,";
-            }
+            (head(title))
             body {
                 header {
                     a.brand href="/" { "jobhost" }
@@ -231,12 +239,7 @@ impl IntoResponse for PageError {
         let page = html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { "Error · jobhost" }
-                    link rel="stylesheet" href="/assets/style.css";
-                }
+                (head("Error"))
                 body {
                     header { a.brand href="/" { "jobhost" } }
                     main {
